@@ -1,0 +1,366 @@
+"""The ``ledger`` command line.  Every error is one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ledger.errors import (
+    EvidenceError,
+    InfrastructureError,
+    IntegrityError,
+    LedgerError,
+    ValidationError,
+)
+from ledger.service import Ledger
+from ledger.settings import Settings
+from ledger.store.records import EntryFilter
+
+app = typer.Typer(
+    help="Compliance evidence ledger: signed, hash-chained, Merkle-proven events.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+proof_app = typer.Typer(help="Merkle proofs (RFC 9162) as JSON.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys of the log.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(proof_app, name="proof")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+EXIT_INFRASTRUCTURE = 3
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Turn ledger errors into one line on stderr and an exit code by family."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except IntegrityError as exc:
+            _fail(str(exc), EXIT_FINDINGS)
+        except EvidenceError as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
+        except InfrastructureError as exc:
+            _fail(str(exc), EXIT_INFRASTRUCTURE)
+        except LedgerError as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main_options(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="embedded data directory (env LEDGER_DATA_DIR, default ./ledger-data)"),
+    ] = None,
+) -> None:
+    if data_dir is not None:
+        os.environ["LEDGER_DATA_DIR"] = str(data_dir)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _ledger() -> Ledger:
+    return Ledger.open(_settings())
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+        console=None,
+    )
+
+
+@app.command()
+@handles_errors
+def init(
+    origin: Annotated[str, typer.Option("--origin", help="log origin, also the key name (e.g. bank.example/ledger)")],
+    json_out: JsonOption = False,
+) -> None:
+    """Create the log and its Ed25519 signing key (key file mode 0600, or LEDGER_SIGNING_KEY)."""
+    ledger = Ledger.create(_settings(), origin)
+    key = ledger.active_key()
+    if json_out:
+        _print_json({"origin": origin, "key_id": key.key_id, "verifier_key": key.verifier_key})
+        return
+    typer.echo(f"created log {origin}")
+    typer.echo(f"verifier key: {key.verifier_key}")
+    if ledger.settings.signing_key is None:
+        typer.echo(f"private key:  {ledger.key_store.key_path(key.key_id)} (mode 0600; back it up offline)")
+
+
+def _read_events(source: str) -> list[Any]:
+    """A JSON object, a JSON array of objects, or JSON Lines, from a file or '-' for stdin."""
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"cannot read {source}: {exc.strerror}") from exc
+    text = raw.strip()
+    if not text:
+        raise ValidationError("no events in the input")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return value
+    events = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError(f"line {number}: not valid JSON") from exc
+    return events
+
+
+@app.command()
+@handles_errors
+def append(
+    source: Annotated[str, typer.Argument(help="file with a JSON object, a JSON array or JSON Lines; - for stdin")],
+    producer: Annotated[str, typer.Option(help="producer identity recorded in each entry")] = "cli",
+    batch_size: Annotated[int, typer.Option(help="events per transaction")] = 1000,
+    json_out: JsonOption = False,
+) -> None:
+    """Append events; prints each entry's seq and hash (all events of one batch commit together)."""
+    events = _read_events(source)
+    ledger = _ledger()
+    results = []
+    with _progress() as progress:
+        task = progress.add_task("appending", total=len(events))
+        for start in range(0, len(events), batch_size):
+            chunk = events[start : start + batch_size]
+            try:
+                batch = ledger.append_batch(chunk, producer)
+            except ValidationError as exc:
+                index = None if exc.index is None else exc.index + start
+                prefix = f"event {index}: " if index is not None else ""
+                raise ValidationError(prefix + str(exc).split(": ", 1)[-1], field=exc.field, index=index) from exc
+            results.extend(batch)
+            progress.advance(task, len(chunk))
+    for result in results:
+        row = {"seq": result.entry.seq, "hash": result.entry.hash.hex(), "created": result.created}
+        if json_out:
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        else:
+            note = "" if result.created else "  (already stored: nothing appended)"
+            typer.echo(f"seq {result.entry.seq}  hash {result.entry.hash.hex()}{note}")
+
+
+def _entry_json(entry: Any) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "body": entry.body.decode("utf-8"),
+        "hash": entry.hash.hex(),
+        "signature": base64.b64encode(entry.signature).decode(),
+        "key_id": entry.key_id,
+    }
+
+
+@app.command()
+@handles_errors
+def events(
+    stream: Annotated[str | None, typer.Option(help="exact stream")] = None,
+    stream_prefix: Annotated[str | None, typer.Option(help="stream prefix, e.g. controls/")] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="event type")] = None,
+    producer: Annotated[str | None, typer.Option(help="producer identity")] = None,
+    subject: Annotated[str | None, typer.Option(help="subject ref (64 hex)")] = None,
+    since: Annotated[str | None, typer.Option(help="occurred at or after (RFC 3339)")] = None,
+    until: Annotated[str | None, typer.Option(help="occurred before (RFC 3339)")] = None,
+    from_seq: Annotated[int | None, typer.Option(help="first seq (inclusive)")] = None,
+    to_seq: Annotated[int | None, typer.Option(help="last seq (inclusive)")] = None,
+    format_: Annotated[str, typer.Option("--format", help="jsonl or table")] = "jsonl",
+) -> None:
+    """List entries: one JSON object per line with seq, body (exact canonical bytes), hash, signature, key_id."""
+    from schemas.timestamps import format_timestamp, parse_timestamp
+
+    if format_ not in ("jsonl", "table"):
+        raise ValidationError("--format must be jsonl or table", field="format")
+    filters = EntryFilter(
+        stream=stream,
+        stream_prefix=stream_prefix,
+        type=type_,
+        producer=producer,
+        subject=subject,
+        occurred_since=None if since is None else format_timestamp(parse_timestamp(since, field="since")),
+        occurred_until=None if until is None else format_timestamp(parse_timestamp(until, field="until")),
+        from_seq=from_seq,
+        to_seq=to_seq,
+    )
+    out = sys.stdout
+    for entry in _ledger().entries(filters):
+        if format_ == "jsonl":
+            out.write(orjson.dumps(_entry_json(entry)).decode() + "\n")
+        else:
+            out.write(f"{entry.seq:>8}  {entry.occurred_at}  {entry.type:<22} {entry.stream}\n")
+
+
+@app.command()
+@handles_errors
+def checkpoint(size: Annotated[int | None, typer.Option(help="tree size (default: current)")] = None) -> None:
+    """Print the signed checkpoint note (C2SP tlog-checkpoint in a signed note), exactly."""
+    sys.stdout.write(_ledger().checkpoint(size))
+
+
+@app.command("public-key")
+@handles_errors
+def public_key(json_out: JsonOption = False) -> None:
+    """Print the verifier key line(s), active key first."""
+    keys = _ledger().keys()
+    if json_out:
+        _print_json(
+            [
+                {
+                    "key_id": k.key_id,
+                    "verifier_key": k.verifier_key,
+                    "valid_from_seq": k.valid_from_seq,
+                    "valid_until_seq": k.valid_until_seq,
+                    "valid_from": k.valid_from,
+                    "valid_until": k.valid_until,
+                }
+                for k in keys
+            ]
+        )
+        return
+    for key in keys:
+        typer.echo(key.verifier_key)
+
+
+@proof_app.command("inclusion")
+@handles_errors
+def proof_inclusion(
+    seq: Annotated[int, typer.Argument(help="entry seq (= leaf index)")],
+    size: Annotated[int | None, typer.Option(help="tree size (default: current)")] = None,
+) -> None:
+    """Inclusion proof of an entry in the tree of the given size (RFC 9162 2.1.3)."""
+    _print_json(_ledger().inclusion_proof(seq, size).as_dict())
+
+
+@proof_app.command("consistency")
+@handles_errors
+def proof_consistency(
+    from_size: Annotated[int, typer.Argument(help="earlier tree size")],
+    to_size: Annotated[int, typer.Argument(help="later tree size")],
+) -> None:
+    """Consistency proof between two tree sizes (RFC 9162 2.1.4)."""
+    _print_json(_ledger().consistency_proof(from_size, to_size).as_dict())
+
+
+@app.command()
+@handles_errors
+def verify(json_out: JsonOption = False) -> None:
+    """Audit everything stored: chain links, signatures, payload digests, tree nodes, every checkpoint."""
+    ledger = _ledger()
+    size = ledger.head().size
+    with _progress() as progress:
+        task = progress.add_task("verifying", total=size)
+        report = ledger.audit(progress=lambda n: progress.advance(task, n))
+    if json_out:
+        _print_json(report.as_dict())
+    else:
+        for finding in report.findings:
+            typer.echo(f"FINDING {finding}")
+        verdict = "OK" if report.ok else f"FAILED with {len(report.findings)} finding(s)"
+        typer.echo(
+            f"{verdict}: {report.entries_checked} entries, {report.checkpoints_checked} checkpoints, "
+            f"{report.nodes_checked} tree nodes, {report.payloads_checked} payloads checked"
+            f" ({report.payloads_erased} erased)"
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@keys_app.command("rotate")
+@handles_errors
+def keys_rotate(
+    reason: Annotated[str, typer.Option(help="why the key is rotated (recorded in the key.rotated event)")] = "scheduled",
+    json_out: JsonOption = False,
+) -> None:
+    """Add a new signing key; the old key stays published with its validity period."""
+    ledger = _ledger()
+    key = ledger.rotate_key(reason)
+    if json_out:
+        _print_json({"key_id": key.key_id, "verifier_key": key.verifier_key, "valid_from_seq": key.valid_from_seq})
+        return
+    typer.echo(f"new active key: {key.verifier_key} (signs from seq {key.valid_from_seq})")
+    if ledger.settings.signing_key is not None:
+        typer.echo(f"update LEDGER_SIGNING_KEY with the new private key in {ledger.key_store.key_path(key.key_id)}")
+
+
+@db_app.command("upgrade")
+@handles_errors
+def db_upgrade(
+    grant_to: Annotated[str | None, typer.Option(help="PostgreSQL application role to grant append-only rights")] = None,
+) -> None:
+    """Create or migrate the schema (Alembic), then grant the application role if one is given."""
+    from ledger.store.database import grant_app_role, make_engine, migrate
+
+    settings = _settings()
+    engine = make_engine(settings.resolved_database_url())
+    migrate(engine)
+    role = grant_to or settings.database_app_role
+    if role:
+        grant_app_role(engine, role)
+    typer.echo("schema is up to date" + (f"; role {role} may only append evidence" if role else ""))
+
+
+@app.command()
+@handles_errors
+def demo(
+    events_count: Annotated[int, typer.Option("--events", help="check results to generate")] = 5000,
+) -> None:
+    """Run the guided demonstration on a fresh embedded ledger."""
+    from ledger.demo import run_demo
+
+    run_demo(_settings(), events_count)
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as handle:
+        yield from handle
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

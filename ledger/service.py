@@ -1,0 +1,548 @@
+"""Append and query orchestration: the one place that ties the pure core to a store and a key.
+
+``Ledger`` validates and prepares events outside the lock, then, under the log-head lock, assigns seqs,
+builds bodies, chains, signs, extends the Merkle tree and writes everything in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger import merkle
+from ledger.canonical import canonical_bytes
+from ledger.chain import SALT_BYTES, entry_body, payload_digest_of_bytes, subject_ref
+from ledger.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
+from ledger.keys import KeyStore
+from ledger.notes import NoteSigner, format_checkpoint, sign_note
+from ledger.settings import Settings
+from ledger.store.database import make_engine, migrate
+from ledger.store.records import (
+    CheckpointRecord,
+    EntryFilter,
+    EntryRecord,
+    KeyRecord,
+    LogHead,
+    NewEntry,
+    PayloadRecord,
+)
+from ledger.store.recorder import AppendTransaction, SqlRecorder
+from ledger.verify import AuditReport, Auditor, iter_batches
+from schemas.envelope import EventIn, validate_event
+from schemas.timestamps import format_timestamp
+
+SYSTEM_PRODUCER = "ledger"
+KEY_STREAM = "ledger/keys"
+PARALLEL_SIGNING_MIN = 256
+_SIGNING_POOL = ThreadPoolExecutor(2, thread_name_prefix="ledger-sign")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The stored entry for an event and whether this call created it (False: it was already there)."""
+
+    entry: EntryRecord
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An event validated and canonicalised outside the lock."""
+
+    index: int
+    event_id: str
+    stream: str
+    event_type: str
+    occurred_at: str
+    producer: str
+    payload: bytes
+    salt: bytes
+    payload_digest: str
+    subjects: tuple[str, ...]
+    expected_stream_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    hashes: list[bytes]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "tree_size": self.tree_size,
+            "leaf_hash": self.leaf_hash.hex(),
+            "hashes": [h.hex() for h in self.hashes],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    from_size: int
+    to_size: int
+    hashes: list[bytes]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from_size": self.from_size, "to_size": self.to_size, "hashes": [h.hex() for h in self.hashes]}
+
+
+def utc_now() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def _sign_all(signer: NoteSigner, bodies: Sequence[bytes]) -> list[bytes]:
+    if len(bodies) < PARALLEL_SIGNING_MIN:
+        return [signer.sign(body) for body in bodies]
+    half = len(bodies) // 2
+    first = _SIGNING_POOL.submit(lambda: [signer.sign(b) for b in bodies[:half]])
+    rest = [signer.sign(b) for b in bodies[half:]]
+    return first.result() + rest
+
+
+class Ledger:
+    """One log in one store, with the key that signs it."""
+
+    def __init__(self, recorder: SqlRecorder, settings: Settings, origin: str) -> None:
+        self.recorder = recorder
+        self.settings = settings
+        self.origin = origin
+        self.key_store = KeyStore(settings)
+        self._log_id = recorder.get_log(origin).log_id
+        self._signer: NoteSigner | None = None
+        self._subject_secret: bytes | None = None
+
+    # --- opening and creating ---------------------------------------------------------------------
+
+    @staticmethod
+    def open_recorder(settings: Settings, *, run_migrations: bool = True) -> SqlRecorder:
+        engine = make_engine(settings.resolved_database_url())
+        if run_migrations:
+            migrate(engine)
+        return SqlRecorder(engine)
+
+    @classmethod
+    def open(cls, settings: Settings, origin: str | None = None, *, run_migrations: bool = True) -> Ledger:
+        recorder = cls.open_recorder(settings, run_migrations=run_migrations)
+        return cls(recorder, settings, cls._pick_origin(recorder, origin or settings.log_origin))
+
+    @staticmethod
+    def _pick_origin(recorder: SqlRecorder, origin: str | None) -> str:
+        if origin:
+            return origin
+        heads = recorder.list_logs()
+        if not heads:
+            raise ConfigurationError("no log exists yet: run `ledger init --origin NAME` first")
+        if len(heads) > 1:
+            names = ", ".join(h.origin for h in heads)
+            raise ConfigurationError(f"several logs exist ({names}): choose one with LEDGER_LOG_ORIGIN")
+        return heads[0].origin
+
+    @classmethod
+    def create(cls, settings: Settings, origin: str, *, signer: NoteSigner | None = None) -> Ledger:
+        """Create a log with a new Ed25519 key (or the given one) and its subject secret."""
+        recorder = cls.open_recorder(settings)
+        key_store = KeyStore(settings)
+        if signer is None:
+            if settings.signing_key is not None:
+                signer = key_store.signer(origin, _key_id_of(settings))
+            else:
+                signer = NoteSigner.generate(origin)
+                key_store.save_signer(signer)
+        if signer.name != origin:
+            raise ConfigurationError(f"the signing key is named {signer.name!r}, not the log origin {origin!r}")
+        key_store.subject_secret(create=True)
+        now = utc_now()
+        key = KeyRecord(signer.key_id.hex(), signer.verifier_key(), 0, None, now, None)
+        recorder.create_log(origin, key, now)
+        ledger = cls(recorder, settings, origin)
+        ledger._signer = signer
+        return ledger
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def keys(self) -> list[KeyRecord]:
+        """Every published key, active key first, then the older ones newest first."""
+        keys = self.recorder.keys(self._log_id)
+        return sorted(keys, key=lambda k: (k.valid_until_seq is not None, -k.valid_from_seq))
+
+    def active_key(self) -> KeyRecord:
+        return self.keys()[0]
+
+    def signer(self) -> NoteSigner:
+        active = self.active_key()
+        if self._signer is None or self._signer.key_id.hex() != active.key_id:
+            self._signer = self.key_store.signer(self.origin, active.key_id)
+        return self._signer
+
+    def subject_secret(self) -> bytes:
+        if self._subject_secret is None:
+            self._subject_secret = self.key_store.subject_secret()
+        return self._subject_secret
+
+    def rotate_key(self, reason: str, actor: str = SYSTEM_PRODUCER) -> KeyRecord:
+        """Add a new signing key; the old key signs the ``key.rotated`` event that announces it."""
+        old_signer = self.signer()
+        new_signer = NoteSigner.generate(self.origin)
+        self.key_store.save_signer(new_signer)
+        now = utc_now()
+        payload = {
+            "previous_key_id": old_signer.key_id.hex(),
+            "new_key_id": new_signer.key_id.hex(),
+            "verifier_key": new_signer.verifier_key(),
+            "reason": reason,
+            "actor": actor,
+        }
+        event = {
+            "id": _new_event_id(),
+            "stream": KEY_STREAM,
+            "type": "key.rotated",
+            "occurred_at": now,
+            "payload": payload,
+        }
+        prepared = [self._prepare(0, validate_event(event, max_payload_bytes=self.settings.max_payload_bytes), actor)]
+        with self.recorder.append_transaction(self.origin) as txn:
+            results = self._append_locked(txn, prepared, old_signer, checkpoint_signers=[])
+            handover = results[0].entry.seq + 1
+            txn.close_key(old_signer.key_id.hex(), handover, now)
+            new_key = KeyRecord(new_signer.key_id.hex(), new_signer.verifier_key(), handover, None, now, None)
+            txn.add_key(new_key)
+            txn.add_checkpoint(self._checkpoint_record(txn.head, [new_signer, old_signer]))
+        self._signer = new_signer
+        return new_key
+
+    # --- appending --------------------------------------------------------------------------------
+
+    def append(self, event: EventIn | Mapping[str, Any], producer: str) -> AppendResult:
+        return self.append_batch([event], producer)[0]
+
+    def append_batch(self, events: Sequence[EventIn | Mapping[str, Any]], producer: str) -> list[AppendResult]:
+        """Append events in one transaction: all are stored, or none (the error names the bad index)."""
+        if not events:
+            return []
+        if len(events) > self.settings.max_batch_events:
+            raise ValidationError(f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}")
+        prepared = [self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)]
+        signer = self.signer()
+        with self.recorder.append_transaction(self.origin) as txn:
+            return self._append_locked(txn, prepared, signer)
+
+    def _validated(self, index: int, event: EventIn | Mapping[str, Any]) -> EventIn:
+        if isinstance(event, EventIn):
+            return event
+        try:
+            return validate_event(event, max_payload_bytes=self.settings.max_payload_bytes)
+        except ValidationError as exc:
+            raise ValidationError(f"event {index}: {exc}", field=exc.field, index=index) from exc
+
+    def _prepare(self, index: int, event: EventIn, producer: str) -> _Prepared:
+        payload = canonical_bytes(event.payload)
+        salt = os.urandom(SALT_BYTES)
+        secret = self.subject_secret() if event.subjects else b""
+        refs = {subject_ref(secret, identifier) for identifier in event.subjects}
+        refs.update(event.subject_refs)
+        return _Prepared(
+            index=index,
+            event_id=event.id,
+            stream=event.stream,
+            event_type=event.type,
+            occurred_at=format_timestamp(event.occurred_at),
+            producer=producer,
+            payload=payload,
+            salt=salt,
+            payload_digest=payload_digest_of_bytes(salt, payload),
+            subjects=tuple(sorted(refs)),
+            expected_stream_seq=event.expected_stream_seq,
+        )
+
+    def _append_locked(
+        self,
+        txn: AppendTransaction,
+        prepared: Sequence[_Prepared],
+        signer: NoteSigner,
+        checkpoint_signers: Sequence[NoteSigner] | None = None,
+    ) -> list[AppendResult]:
+        head = txn.head
+        results: list[AppendResult | None] = [None] * len(prepared)
+        fresh = self._resolve_duplicates(txn, prepared, results)
+        stream_next = txn.stream_heads(sorted({p.stream for p in fresh}))
+        recorded_at = utc_now()
+        entries_meta: list[tuple[_Prepared, int, int]] = []
+        for offset, item in enumerate(fresh):
+            stream_seq = stream_next.get(item.stream, 0)
+            if item.expected_stream_seq is not None and item.expected_stream_seq != stream_seq:
+                raise ConflictError(
+                    f"event {item.index}: stream is at stream_seq {stream_seq}, "
+                    f"expected_stream_seq was {item.expected_stream_seq}",
+                )
+            stream_next[item.stream] = stream_seq + 1
+            entries_meta.append((item, head.size + offset, stream_seq))
+        new_entries = self._seal(entries_meta, head.head_hash, recorded_at, signer)
+        for entry in new_entries:
+            results[prepared_index(entries_meta, entry)] = AppendResult(entry.entry, True)
+        self._fill_in_batch_duplicates(prepared, results)
+        tree = merkle.CompactRange(head.size, list(head.frontier))
+        nodes = tree.append([n.entry.hash for n in new_entries])
+        new_head = LogHead(
+            log_id=head.log_id,
+            origin=head.origin,
+            size=tree.size,
+            head_hash=new_entries[-1].entry.hash if new_entries else head.head_hash,
+            frontier=tuple(tree.hashes),
+            appends_since_checkpoint=head.appends_since_checkpoint + (1 if new_entries else 0),
+            created_at=head.created_at,
+        )
+        checkpoint = None
+        if new_entries and checkpoint_signers is None and new_head.appends_since_checkpoint >= self.settings.checkpoint_interval:
+            checkpoint = self._checkpoint_record(new_head, [signer], root=tree.root())
+        if checkpoint is not None:
+            new_head = _replace_head(new_head, appends_since_checkpoint=0)
+        touched = {p.stream: stream_next[p.stream] for p in fresh}
+        txn.write(new_entries, nodes, touched, new_head, checkpoint)
+        return [r for r in results if r is not None]
+
+    def _resolve_duplicates(
+        self, txn: AppendTransaction, prepared: Sequence[_Prepared], results: list[AppendResult | None]
+    ) -> list[_Prepared]:
+        """Events whose id is already stored return the stored entry; a different event under a used id fails."""
+        existing = txn.existing_events(sorted({p.event_id for p in prepared}))
+        stored_payloads = txn.payloads([e.seq for e in existing.values()]) if existing else {}
+        fresh: list[_Prepared] = []
+        seen: dict[str, _Prepared] = {}
+        for item in prepared:
+            stored = existing.get(item.event_id)
+            if stored is not None:
+                _check_same_event(item, stored, stored_payloads.get(stored.seq))
+                results[item.index] = AppendResult(stored, False)
+            elif item.event_id in seen:
+                _check_same_prepared(item, seen[item.event_id])
+            else:
+                seen[item.event_id] = item
+                fresh.append(item)
+        return fresh
+
+    @staticmethod
+    def _fill_in_batch_duplicates(prepared: Sequence[_Prepared], results: list[AppendResult | None]) -> None:
+        by_id = {p.event_id: results[p.index] for p in prepared if results[p.index] is not None}
+        for item in prepared:
+            if results[item.index] is None:
+                first = by_id[item.event_id]
+                assert first is not None
+                results[item.index] = AppendResult(first.entry, False)
+
+    def _seal(
+        self,
+        entries_meta: Sequence[tuple[_Prepared, int, int]],
+        prev: bytes,
+        recorded_at: str,
+        signer: NoteSigner,
+    ) -> list[NewEntry]:
+        bodies: list[bytes] = []
+        hashes: list[bytes] = []
+        for item, seq, stream_seq in entries_meta:
+            body = entry_body(
+                log=self.origin,
+                seq=seq,
+                prev=prev,
+                event_id=item.event_id,
+                stream=item.stream,
+                stream_seq=stream_seq,
+                event_type=item.event_type,
+                occurred_at=item.occurred_at,
+                recorded_at=recorded_at,
+                producer=item.producer,
+                payload_digest=item.payload_digest,
+                subjects=item.subjects,
+            )
+            prev = merkle.leaf_hash(body)
+            bodies.append(body)
+            hashes.append(prev)
+        signatures = _sign_all(signer, bodies)
+        key_id = signer.key_id.hex()
+        sealed = []
+        for (item, seq, stream_seq), body, digest, signature in zip(entries_meta, bodies, hashes, signatures, strict=True):
+            record = EntryRecord(
+                seq=seq,
+                event_id=item.event_id,
+                stream=item.stream,
+                stream_seq=stream_seq,
+                type=item.event_type,
+                producer=item.producer,
+                occurred_at=item.occurred_at,
+                recorded_at=recorded_at,
+                body=body,
+                hash=digest,
+                signature=signature,
+                key_id=key_id,
+            )
+            sealed.append(NewEntry(record, item.salt, item.payload, item.subjects))
+        return sealed
+
+    def _checkpoint_record(
+        self, head: LogHead, signers: Sequence[NoteSigner], root: bytes | None = None
+    ) -> CheckpointRecord:
+        if root is None:
+            root = merkle.CompactRange(head.size, list(head.frontier)).root()
+        note = sign_note(format_checkpoint(self.origin, head.size, root), list(signers))
+        return CheckpointRecord(head.size, root, note, utc_now())
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def head(self) -> LogHead:
+        return self.recorder.get_log(self.origin)
+
+    def entries(self, filters: EntryFilter | None = None) -> Iterator[EntryRecord]:
+        return self.recorder.iter_entries(self._log_id, filters or EntryFilter())
+
+    def entry(self, seq: int) -> EntryRecord:
+        return self.recorder.entry_by_seq(self._log_id, seq)
+
+    def entry_by_event_id(self, event_id: str) -> EntryRecord:
+        return self.recorder.entry_by_event_id(self._log_id, event_id)
+
+    def payload(self, seq: int) -> PayloadRecord | None:
+        return self.recorder.payloads(self._log_id, [seq]).get(seq)
+
+    # --- checkpoints and proofs -------------------------------------------------------------------
+
+    def checkpoint(self, size: int | None = None) -> str:
+        """The signed checkpoint note at ``size`` (default: the current size), signing one if none is stored."""
+        head = self.head()
+        if size is None:
+            size = head.size
+        if size < 0 or size > head.size:
+            raise NotFoundError(f"the log has {head.size} entries; no checkpoint of size {size}")
+        stored = self.recorder.checkpoints(self._log_id, size)
+        if stored:
+            return stored[-1].note
+        root = self.root(size)
+        record = CheckpointRecord(size, root, sign_note(format_checkpoint(self.origin, size, root), [self.signer()]), utc_now())
+        self.recorder.add_checkpoint(self._log_id, record)
+        return record.note
+
+    def root(self, size: int) -> bytes:
+        """MTH of the first ``size`` entries, from O(log n) stored subtree hashes."""
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self._range_hashes([(0, size)])[0]
+
+    def _range_hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        wanted = merkle.proof_nodes(ranges)
+        nodes = self.recorder.node_hashes(self._log_id, wanted)
+        missing = wanted - nodes.keys()
+        if missing:
+            raise NotFoundError(f"stored tree nodes are missing: {sorted(missing)[:3]}")
+        return [merkle.range_hash_from_nodes(start, end, nodes) for start, end in ranges]
+
+    def _checked_size(self, size: int | None) -> int:
+        current = self.head().size
+        if size is None:
+            return current
+        if size < 1 or size > current:
+            raise ValidationError(f"tree size {size} is outside 1..{current}", field="size")
+        return size
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> InclusionProof:
+        tree_size = self._checked_size(size)
+        if seq < 0 or seq >= tree_size:
+            raise ValidationError(f"seq {seq} is not in a tree of size {tree_size}", field="seq")
+        hashes = self._range_hashes(merkle.inclusion_ranges(seq, tree_size))
+        leaf = self.recorder.leaf_hashes(self._log_id, [seq])[seq]
+        return InclusionProof(seq, tree_size, leaf, hashes)
+
+    def consistency_proof(self, from_size: int, to_size: int | None = None) -> ConsistencyProof:
+        new_size = self._checked_size(to_size)
+        if from_size < 1 or from_size > new_size:
+            raise ValidationError(f"from_size {from_size} is outside 1..{new_size}", field="from_size")
+        hashes = self._range_hashes(merkle.consistency_ranges(from_size, new_size))
+        return ConsistencyProof(from_size, new_size, hashes)
+
+    # --- audit ------------------------------------------------------------------------------------
+
+    def audit(self, batch_size: int = 4000, progress: Any = None) -> AuditReport:
+        """Check everything stored for the log and report every finding (never raises on bad evidence)."""
+        head = self.head()
+        auditor = Auditor(self.origin, self.recorder.keys(self._log_id), self.recorder.checkpoints(self._log_id))
+        nodes = _Peekable(self.recorder.iter_nodes(self._log_id))
+        for batch in iter_batches(self.recorder.iter_entries_with_payloads(self._log_id), batch_size):
+            last = batch[-1][0].seq
+            auditor.check_batch(batch, nodes.take_while(lambda item, last=last: item[0] <= last))
+            if progress is not None:
+                progress(len(batch))
+        report = auditor.finish(head)
+        for end_seq, node in nodes.rest():
+            auditor._find(end_seq, "unexpected-node", f"stored tree node ({node.level}, {node.idx}) beyond the log")
+        return report
+
+
+class _Peekable:
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self._iterator = iterator
+        self._head: list[Any] = []
+
+    def take_while(self, predicate: Any) -> list[Any]:
+        taken = []
+        while True:
+            if not self._head:
+                try:
+                    self._head.append(next(self._iterator))
+                except StopIteration:
+                    return taken
+            if not predicate(self._head[0]):
+                return taken
+            taken.append(self._head.pop())
+
+    def rest(self) -> Iterator[Any]:
+        yield from self._head
+        yield from self._iterator
+
+
+def prepared_index(entries_meta: Sequence[tuple[_Prepared, int, int]], entry: NewEntry) -> int:
+    first_seq = entries_meta[0][1]
+    return entries_meta[entry.entry.seq - first_seq][0].index
+
+
+def _replace_head(head: LogHead, **changes: Any) -> LogHead:
+    from dataclasses import replace
+
+    return replace(head, **changes)
+
+
+def _check_same_event(item: _Prepared, stored: EntryRecord, payload: PayloadRecord | None) -> None:
+    same = (
+        stored.stream == item.stream
+        and stored.type == item.event_type
+        and stored.producer == item.producer
+        and stored.occurred_at == item.occurred_at
+        and (payload is None or payload.payload is None or payload.payload == item.payload)
+    )
+    if not same:
+        raise ConflictError(
+            f"event {item.index}: event id {item.event_id} is already stored with different content",
+        )
+
+
+def _check_same_prepared(item: _Prepared, first: _Prepared) -> None:
+    if (item.stream, item.event_type, item.occurred_at, item.payload) != (
+        first.stream,
+        first.event_type,
+        first.occurred_at,
+        first.payload,
+    ):
+        raise ConflictError(f"event {item.index}: event id {item.event_id} appears twice in the batch with different content")
+
+
+def _new_event_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _key_id_of(settings: Settings) -> str:
+    assert settings.signing_key is not None
+    return NoteSigner.from_private_key(settings.signing_key.get_secret_value().strip()).key_id.hex()

@@ -1,0 +1,48 @@
+"""Configuration, read from ``LEDGER_*`` environment variables (pydantic-settings).
+
+The same names are used by the CLI, the server, docker-compose.yml and the README.  With nothing set,
+everything runs embedded: SQLite and key files under ``LEDGER_DATA_DIR`` (default ``./ledger-data``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+class Settings(BaseSettings):
+    """Every setting the ledger reads; the environment name is ``LEDGER_`` + the field name in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("ledger-data"), description="embedded data: SQLite file and key files")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; PostgreSQL via psycopg 3")
+    database_app_role: str | None = Field(
+        default=None, description="PostgreSQL role granted append-only rights by `ledger db upgrade`"
+    )
+    log_origin: str | None = Field(default=None, description="log to use when several exist (C2SP origin)")
+    signing_key: SecretStr | None = Field(default=None, description="C2SP private key, instead of the key file")
+    subject_secret: SecretStr | None = Field(default=None, description="HMAC secret for subject refs (hex)")
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1)
+    max_batch_events: int = Field(default=10_000, ge=1)
+    checkpoint_interval: int = Field(
+        default=1, ge=1, description="sign a checkpoint after every N append transactions"
+    )
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic: str = "ledger-entries"
+    blob_connection_string: SecretStr | None = None
+    blob_container: str = "regulatory-snapshots"
+
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.data_dir / "keys"

@@ -1,0 +1,138 @@
+"""SQLAlchemy Core tables: one schema for PostgreSQL and SQLite, with ``log`` in every key.
+
+Append-only tables (``entries``, ``merkle_nodes``, ``checkpoints``, ``entry_subjects``) are protected by
+triggers in the database itself (see the migrations) and, on PostgreSQL, by grants.  Timestamps are stored
+as fixed-width RFC 3339 UTC strings (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), which sort correctly as text on
+both backends and are exactly what entry bodies carry.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+TIMESTAMP = String(27)
+AUTO_ID = BigInteger().with_variant(Integer, "sqlite")
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("origin", String(255), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("head_hash", LargeBinary(32), nullable=False),
+    # hashes of the complete subtrees of the binary decomposition of size, largest first (32 bytes each)
+    Column("frontier", LargeBinary, nullable=False),
+    Column("appends_since_checkpoint", BigInteger, nullable=False),
+    Column("created_at", TIMESTAMP, nullable=False),
+)
+
+log_keys = Table(
+    "log_keys",
+    metadata,
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("key_id", String(8), nullable=False),
+    Column("verifier_key", Text, nullable=False),
+    Column("valid_from_seq", BigInteger, nullable=False),
+    Column("valid_until_seq", BigInteger, nullable=True),  # exclusive; NULL while the key is active
+    Column("valid_from", TIMESTAMP, nullable=False),
+    Column("valid_until", TIMESTAMP, nullable=True),
+    PrimaryKeyConstraint("log_id", "key_id"),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("stream", String(200), nullable=False),
+    Column("stream_seq", BigInteger, nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("producer", String(200), nullable=False),
+    Column("occurred_at", TIMESTAMP, nullable=False),
+    Column("recorded_at", TIMESTAMP, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("key_id", String(8), nullable=False),
+    PrimaryKeyConstraint("log_id", "seq"),
+    UniqueConstraint("log_id", "event_id", name="uq_entries_event_id"),
+    UniqueConstraint("log_id", "stream", "stream_seq", name="uq_entries_stream_seq"),
+    Index("ix_entries_type", "log_id", "type", "seq"),
+    Index("ix_entries_producer", "log_id", "producer", "seq"),
+    Index("ix_entries_occurred_at", "log_id", "occurred_at"),
+    Index("ix_entries_recorded_at", "log_id", "recorded_at"),
+)
+
+entry_subjects = Table(
+    "entry_subjects",
+    metadata,
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("log_id", "subject", "seq"),
+)
+
+payloads = Table(
+    "payloads",
+    metadata,
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("salt", LargeBinary(16), nullable=True),  # NULL once erased or disposed
+    Column("payload", LargeBinary, nullable=True),  # canonical JSON bytes; NULL once erased or disposed
+    Column("erased_at", TIMESTAMP, nullable=True),
+    Column("erased_by_seq", BigInteger, nullable=True),
+    Column("erasure_reason", String(100), nullable=True),
+    PrimaryKeyConstraint("log_id", "seq"),
+)
+
+streams = Table(
+    "streams",
+    metadata,
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("stream", String(200), nullable=False),
+    Column("next_seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("log_id", "stream"),
+)
+
+merkle_nodes = Table(
+    "merkle_nodes",
+    metadata,
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Column("idx", BigInteger, nullable=False),
+    Column("end_seq", BigInteger, nullable=False),  # last leaf covered: (idx + 1) * 2**level - 1
+    Column("hash", LargeBinary(32), nullable=False),
+    PrimaryKeyConstraint("log_id", "level", "idx"),
+    Index("ix_merkle_nodes_end_seq", "log_id", "end_seq"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Index("ix_checkpoints_size", "log_id", "size"),
+)
+
+APPEND_ONLY_TABLES = ("entries", "entry_subjects", "merkle_nodes", "checkpoints")

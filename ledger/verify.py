@@ -1,0 +1,313 @@
+"""Verification of a whole log: chain links, signatures, payload digests, the Merkle tree, checkpoints.
+
+Pure: it takes records and returns findings.  :class:`Auditor` is fed entries in seq order (with their
+payload rows and the stored tree nodes that became complete at that seq) and collects every finding with
+the seq it concerns; :func:`verify` is the raising form that stops at the first finding.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.canonical import canonical_bytes
+from ledger.chain import BODY_VERSION, ZERO_HASH, parse_body, payload_digest_of_bytes
+from ledger.errors import CanonicalizationError, IntegrityError, VerificationError
+from ledger.merkle import CompactRange, leaf_hash
+from ledger.notes import NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
+from ledger.store.records import CheckpointRecord, EntryRecord, KeyRecord, LogHead, NodeRecord, PayloadRecord
+
+MAX_FINDINGS = 100_000
+SIGNATURE_THREADS = 2
+_COLUMN_FIELDS = (
+    ("event_id", "id"),
+    ("stream", "stream"),
+    ("stream_seq", "stream_seq"),
+    ("type", "type"),
+    ("producer", "producer"),
+    ("occurred_at", "occurred_at"),
+    ("recorded_at", "recorded_at"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem found, with the seq it concerns (None for log-wide findings) and a stable code."""
+
+    seq: int | None
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = "log" if self.seq is None else f"seq {self.seq}"
+        return f"{where}: {self.code}: {self.message}"
+
+
+@dataclass(slots=True)
+class AuditReport:
+    origin: str
+    entries_checked: int = 0
+    checkpoints_checked: int = 0
+    nodes_checked: int = 0
+    payloads_checked: int = 0
+    payloads_erased: int = 0
+    root: str = ""
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "ok": self.ok,
+            "entries_checked": self.entries_checked,
+            "checkpoints_checked": self.checkpoints_checked,
+            "nodes_checked": self.nodes_checked,
+            "payloads_checked": self.payloads_checked,
+            "payloads_erased": self.payloads_erased,
+            "root": self.root,
+            "findings": [{"seq": f.seq, "code": f.code, "message": f.message} for f in self.findings],
+        }
+
+
+def build_verifiers(keys: Sequence[KeyRecord]) -> dict[str, tuple[KeyRecord, NoteVerifier]]:
+    """Parse every published key; a key that does not parse is an integrity problem of the key table."""
+    verifiers: dict[str, tuple[KeyRecord, NoteVerifier]] = {}
+    for key in keys:
+        try:
+            verifiers[key.key_id] = (key, parse_verifier_key(key.verifier_key))
+        except VerificationError as exc:
+            raise IntegrityError(f"published key {key.key_id} does not parse: {exc}") from exc
+    return verifiers
+
+
+def _verify_one(item: tuple[NoteVerifier | None, bytes, bytes]) -> bool:
+    verifier, body, signature = item
+    return verifier is not None and verifier.verify(body, signature)
+
+
+class Auditor:
+    """Streaming audit of one log.  Call :meth:`check_batch` in seq order, then :meth:`finish`."""
+
+    def __init__(self, origin: str, keys: Sequence[KeyRecord], checkpoints: Sequence[CheckpointRecord]) -> None:
+        self.report = AuditReport(origin=origin)
+        self._origin = origin
+        self._verifiers = build_verifiers(keys)
+        self._checkpoints = sorted(checkpoints, key=lambda c: c.size)
+        self._next_checkpoint = 0
+        self._expected_seq = 0
+        self._prev = ZERO_HASH
+        self._tree = CompactRange(0, [])
+        self._stream_next: dict[str, int] = {}
+        self._roots_by_size: dict[int, bytes] = {}
+        self._pool = ThreadPoolExecutor(SIGNATURE_THREADS)
+        self._check_checkpoints_at(0)
+
+    def _find(self, seq: int | None, code: str, message: str) -> None:
+        if len(self.report.findings) < MAX_FINDINGS:
+            self.report.findings.append(Finding(seq, code, message))
+
+    def check_batch(
+        self,
+        batch: Sequence[tuple[EntryRecord, PayloadRecord | None]],
+        stored_nodes: Iterable[tuple[int, NodeRecord]] = (),
+    ) -> None:
+        """Check a run of consecutive entries; ``stored_nodes`` are (end_seq, node) for the same seqs."""
+        items = []
+        for entry, _payload in batch:
+            pair = self._verifiers.get(entry.key_id)
+            verifier = pair[1] if pair is not None and pair[0].covers_seq(entry.seq) else None
+            items.append((verifier, entry.body, entry.signature))
+        signatures_ok = list(self._pool.map(_verify_one, items, chunksize=max(1, len(items) // 8)))
+        nodes_by_seq: dict[int, dict[tuple[int, int], bytes]] = {}
+        for end_seq, node in stored_nodes:
+            nodes_by_seq.setdefault(end_seq, {})[(node.level, node.idx)] = node.hash
+        for (entry, payload), signature_ok in zip(batch, signatures_ok, strict=True):
+            self._check_entry(entry, payload, signature_ok, nodes_by_seq.pop(entry.seq, {}))
+        for end_seq, extra in nodes_by_seq.items():
+            for level, idx in extra:
+                self._find(end_seq, "unexpected-node", f"stored tree node ({level}, {idx}) matches no entry")
+
+    def _check_entry(
+        self,
+        entry: EntryRecord,
+        payload: PayloadRecord | None,
+        signature_ok: bool,
+        stored_nodes: dict[tuple[int, int], bytes],
+    ) -> None:
+        seq = entry.seq
+        if seq != self._expected_seq:
+            self._find(
+                self._expected_seq,
+                "missing-entries",
+                f"entries {self._expected_seq}..{seq - 1} are missing from the log",
+            )
+            self._skip_to(seq)
+        self.report.entries_checked += 1
+        actual_hash = leaf_hash(entry.body)
+        if actual_hash != entry.hash:
+            self._find(seq, "hash-mismatch", "stored hash is not SHA-256(0x00 || body)")  # RFC 9162 2.1.1
+        self._check_body(entry)
+        self._check_signature(entry, signature_ok)
+        self._check_payload(entry, payload)
+        new_nodes = self._tree.append([actual_hash])
+        self._check_nodes(seq, new_nodes, stored_nodes)
+        self._prev = actual_hash
+        self._expected_seq = seq + 1
+        self._check_checkpoints_at(self._tree.size)
+
+    def _skip_to(self, seq: int) -> None:
+        """After a gap the tree cannot be rebuilt; keep checking links and signatures from here."""
+        self._expected_seq = seq
+        self._prev = b""  # unknown: the next prev link cannot be checked
+
+    def _check_body(self, entry: EntryRecord) -> None:
+        seq = entry.seq
+        try:
+            body = parse_body(entry.body)
+        except VerificationError as exc:
+            self._find(seq, "malformed-body", str(exc))
+            return
+        try:
+            if canonical_bytes(body) != entry.body:
+                self._find(seq, "not-canonical", "body bytes are not RFC 8785 canonical JSON")
+        except CanonicalizationError as exc:
+            self._find(seq, "not-canonical", str(exc))
+        if body["v"] != BODY_VERSION:
+            self._find(seq, "bad-version", f"body version {body['v']!r} is not {BODY_VERSION}")
+        if body["log"] != self._origin:
+            self._find(seq, "wrong-log", "body belongs to another log")
+        if body["seq"] != seq:
+            self._find(seq, "seq-mismatch", f"body says seq {body['seq']!r}: entry moved or reordered")
+        if self._prev and body["prev"] != self._prev.hex():
+            self._find(seq, "broken-link", f"prev does not match the hash of entry {seq - 1}")
+        for column, name in _COLUMN_FIELDS:
+            if getattr(entry, column) != body[name]:
+                self._find(seq, "column-mismatch", f"stored column {column} differs from the signed body")
+        self._check_stream_seq(seq, body)
+
+    def _check_stream_seq(self, seq: int, body: dict[str, Any]) -> None:
+        stream = body["stream"]
+        expected = self._stream_next.get(stream, 0)
+        if body["stream_seq"] != expected:
+            self._find(seq, "stream-gap", f"stream_seq {body['stream_seq']!r} where {expected} was expected")
+        if isinstance(body["stream_seq"], int):
+            self._stream_next[stream] = body["stream_seq"] + 1
+
+    def _check_signature(self, entry: EntryRecord, signature_ok: bool) -> None:
+        if signature_ok:
+            return
+        pair = self._verifiers.get(entry.key_id)
+        if pair is None:
+            self._find(entry.seq, "unknown-key", f"signed with unpublished key {entry.key_id}")
+        elif not pair[0].covers_seq(entry.seq):
+            self._find(entry.seq, "key-not-valid", f"key {entry.key_id} was not valid at this seq")
+        else:
+            self._find(entry.seq, "bad-signature", "Ed25519 signature over the body does not verify")
+
+    def _check_payload(self, entry: EntryRecord, payload: PayloadRecord | None) -> None:
+        if payload is None:
+            self._find(entry.seq, "payload-missing", "no payload row and no erasure record")
+            return
+        if payload.payload is None or payload.salt is None:
+            if payload.erased_at is None:
+                self._find(entry.seq, "payload-missing", "payload removed without an erasure record")
+            else:
+                self.report.payloads_erased += 1
+            return
+        self.report.payloads_checked += 1
+        try:
+            digest = parse_body(entry.body)["payload_digest"]
+        except VerificationError:
+            return  # already reported as a malformed body
+        if payload_digest_of_bytes(payload.salt, payload.payload) != digest:
+            self._find(entry.seq, "payload-mismatch", "payload or salt does not match the signed payload_digest")
+
+    def _check_nodes(
+        self, seq: int, computed: Sequence[tuple[int, int, bytes]], stored: dict[tuple[int, int], bytes]
+    ) -> None:
+        for level, idx, digest in computed:
+            self.report.nodes_checked += 1
+            stored_hash = stored.pop((level, idx), None)
+            if stored_hash is None:
+                self._find(seq, "node-missing", f"tree node ({level}, {idx}) is not stored")
+            elif stored_hash != digest:
+                self._find(seq, "node-mismatch", f"stored tree node ({level}, {idx}) differs from the entries")
+        for level, idx in stored:
+            self._find(seq, "unexpected-node", f"stored tree node ({level}, {idx}) should not exist")
+
+    def _check_checkpoints_at(self, size: int) -> None:
+        root = self._tree.root()
+        while self._next_checkpoint < len(self._checkpoints) and self._checkpoints[self._next_checkpoint].size <= size:
+            checkpoint = self._checkpoints[self._next_checkpoint]
+            self._next_checkpoint += 1
+            if checkpoint.size == size:
+                self._check_checkpoint(checkpoint, root)
+
+    def _check_checkpoint(self, record: CheckpointRecord, root: bytes) -> None:
+        self.report.checkpoints_checked += 1
+        seq = record.size - 1 if record.size else None
+        verifiers = [v for key, v in self._verifiers.values() if key.covers_size(record.size)]
+        try:
+            opened = open_note(record.note, verifiers)
+            parsed = parse_checkpoint(opened.text)
+        except VerificationError as exc:
+            self._find(seq, "bad-checkpoint", f"checkpoint of size {record.size}: {exc}")
+            return
+        if parsed.origin != self._origin or parsed.size != record.size or parsed.root != record.root:
+            self._find(seq, "bad-checkpoint", f"checkpoint of size {record.size} disagrees with its stored columns")
+        if parsed.root != root:
+            self._find(
+                seq,
+                "root-mismatch",
+                f"signed checkpoint of size {record.size} has root {base64.b64encode(parsed.root).decode()} "
+                f"but the entries give {base64.b64encode(root).decode()}",
+            )
+        earlier = self._roots_by_size.setdefault(record.size, parsed.root)
+        if earlier != parsed.root:
+            self._find(seq, "fork", f"two signed checkpoints of size {record.size} have different roots")
+
+    def finish(self, head: LogHead) -> AuditReport:
+        """Close the audit: checkpoints beyond the last entry mean the tail was cut; the head must agree."""
+        self._pool.shutdown()
+        last_size = self._expected_seq
+        for checkpoint in self._checkpoints[self._next_checkpoint :]:
+            self.report.checkpoints_checked += 1
+            self._find(
+                last_size,
+                "truncated",
+                f"a signed checkpoint covers {checkpoint.size} entries but the log ends at {last_size}: "
+                f"entries {last_size}..{checkpoint.size - 1} are missing",
+            )
+        if head.size != last_size:
+            self._find(None, "head-mismatch", f"log head says size {head.size}, entries end at {last_size}")
+        elif head.size and head.head_hash != self._prev:
+            self._find(head.size - 1, "head-mismatch", "log head hash differs from the last entry's hash")
+        if tuple(head.frontier) != tuple(self._tree.hashes):
+            self._find(None, "head-mismatch", "stored right edge of the tree differs from the entries")
+        self.report.root = self._tree.root().hex()
+        return self.report
+
+
+def iter_batches(
+    items: Iterator[tuple[EntryRecord, PayloadRecord | None]], size: int
+) -> Iterator[list[tuple[EntryRecord, PayloadRecord | None]]]:
+    batch: list[tuple[EntryRecord, PayloadRecord | None]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def raise_first(report: AuditReport) -> None:
+    """The raising form of an audit: raise IntegrityError naming the first finding."""
+    if report.findings:
+        raise IntegrityError(str(report.findings[0]))

@@ -1,0 +1,76 @@
+"""Pydantic models of the ledger's inputs: the event envelope, typed payloads and shared field types.
+
+Models only: no I/O.  The ingest entry point is :func:`validate_event`.
+"""
+
+from schemas.envelope import DEFAULT_MAX_PAYLOAD_BYTES, MAX_SUBJECTS, EventIn, validate_event
+from schemas.payloads import (
+    PAYLOAD_MODELS,
+    ApprovalDecision,
+    ApprovalSubject,
+    BoolInput,
+    CheckResult,
+    CountInput,
+    EurAmountInput,
+    EvidenceArtefact,
+    IncidentClassified,
+    Input,
+    MemberStatesInput,
+)
+from schemas.timestamps import format_timestamp, parse_timestamp
+from schemas.types import (
+    MAX_SAFE_INTEGER,
+    Count,
+    CountryCode,
+    DecimalStr,
+    EventType,
+    JsonObject,
+    Label,
+    MemberStateCode,
+    NonNegativeDecimalStr,
+    Sha256Hex,
+    StreamName,
+    StrictModel,
+    SubjectId,
+    SubjectRef,
+    Timestamp,
+    UtcDatetime,
+    Uuid,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_SAFE_INTEGER",
+    "MAX_SUBJECTS",
+    "PAYLOAD_MODELS",
+    "ApprovalDecision",
+    "ApprovalSubject",
+    "BoolInput",
+    "CheckResult",
+    "Count",
+    "CountInput",
+    "CountryCode",
+    "DecimalStr",
+    "EurAmountInput",
+    "EventIn",
+    "EventType",
+    "EvidenceArtefact",
+    "IncidentClassified",
+    "Input",
+    "JsonObject",
+    "Label",
+    "MemberStateCode",
+    "MemberStatesInput",
+    "NonNegativeDecimalStr",
+    "Sha256Hex",
+    "StreamName",
+    "StrictModel",
+    "SubjectId",
+    "SubjectRef",
+    "Timestamp",
+    "UtcDatetime",
+    "Uuid",
+    "format_timestamp",
+    "parse_timestamp",
+    "validate_event",
+]
