@@ -147,9 +147,7 @@ def _scan_array(value: list[object] | tuple[object, ...], depth: int) -> bool:
 def _check_int(value: int) -> None:
     """RFC 8785 3.2.2.3 / RFC 7493 2.2: only integers a double represents exactly are interoperable."""
     if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-        raise _PathError(
-            "integer outside +-(2**53 - 1) is not exactly representable in JCS; send it as a string"
-        )
+        raise _PathError("integer outside +-(2**53 - 1) is not exactly representable in JCS; send it as a string")
 
 
 def _check_depth(depth: int) -> None:

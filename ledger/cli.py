@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -311,7 +310,9 @@ def verify(json_out: JsonOption = False) -> None:
 @keys_app.command("rotate")
 @handles_errors
 def keys_rotate(
-    reason: Annotated[str, typer.Option(help="why the key is rotated (recorded in the key.rotated event)")] = "scheduled",
+    reason: Annotated[
+        str, typer.Option(help="why the key is rotated (recorded in the key.rotated event)")
+    ] = "scheduled",
     json_out: JsonOption = False,
 ) -> None:
     """Add a new signing key; the old key stays published with its validity period."""
@@ -328,7 +329,9 @@ def keys_rotate(
 @db_app.command("upgrade")
 @handles_errors
 def db_upgrade(
-    grant_to: Annotated[str | None, typer.Option(help="PostgreSQL application role to grant append-only rights")] = None,
+    grant_to: Annotated[
+        str | None, typer.Option(help="PostgreSQL application role to grant append-only rights")
+    ] = None,
 ) -> None:
     """Create or migrate the schema (Alembic), then grant the application role if one is given."""
     from ledger.store.database import grant_app_role, make_engine, migrate

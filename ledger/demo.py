@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from ledger import merkle
-from ledger.notes import NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
+from ledger.notes import open_note, parse_checkpoint, parse_verifier_key
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.records import EntryFilter
@@ -36,7 +36,12 @@ CONTROLS = {
     "VUL-01": ("vuln-scanner", "No critical vulnerability older than 30 days", "DORA Art. 9(2)", 0.04),
     "LOG-01": ("siem", "Security logging enabled on in-scope hosts", "RTS 2024/1774 Art. 12", 0.03),
     "NET-01": ("firewall-audit", "Firewall rules reviewed against baseline", "DORA Art. 9(4)(c)", 0.02),
-    "ENC-01": ("crypto-inventory", "Data at rest encrypted with approved algorithms", "RTS 2024/1774 Art. 6", 0.01),
+    "ENC-01": (
+        "crypto-inventory",
+        "Data at rest encrypted with approved algorithms",
+        "RTS 2024/1774 Art. 6",
+        0.01,
+    ),
 }
 
 
@@ -62,28 +67,31 @@ def _check_results(rng: random.Random, count: int) -> Iterator[tuple[str, dict[s
         roll = rng.random()
         status = "fail" if roll < fail_rate else ("error" if roll < fail_rate + 0.002 else "pass")
         report = f"{control_id}/{host}/{number}".encode()
-        yield producer, {
-            "id": _event_id(rng),
-            "stream": f"controls/{control_id.lower()}/{host}",
-            "type": "check.result",
-            "occurred_at": format_timestamp(observed),
-            "payload": {
-                "control_id": control_id,
-                "check_id": f"{control_id}-{host}",
-                "status": status,
-                "framework_refs": [reference],
-                "evidence": [
-                    {
-                        "name": f"{control_id.lower()}-{host}.json",
-                        "sha256": hashlib.sha256(report).hexdigest(),
-                        "size": len(report) * 40,
-                        "uri": f"https://evidence.bank.example/{control_id.lower()}/{host}/{number}.json",
-                    }
-                ],
-                "observed_at": format_timestamp(observed),
-                "summary": title,
+        yield (
+            producer,
+            {
+                "id": _event_id(rng),
+                "stream": f"controls/{control_id.lower()}/{host}",
+                "type": "check.result",
+                "occurred_at": format_timestamp(observed),
+                "payload": {
+                    "control_id": control_id,
+                    "check_id": f"{control_id}-{host}",
+                    "status": status,
+                    "framework_refs": [reference],
+                    "evidence": [
+                        {
+                            "name": f"{control_id.lower()}-{host}.json",
+                            "sha256": hashlib.sha256(report).hexdigest(),
+                            "size": len(report) * 40,
+                            "uri": f"https://evidence.bank.example/{control_id.lower()}/{host}/{number}.json",
+                        }
+                    ],
+                    "observed_at": format_timestamp(observed),
+                    "summary": title,
+                },
             },
-        }
+        )
 
 
 def _approvals(rng: random.Random, count: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -91,21 +99,26 @@ def _approvals(rng: random.Random, count: int) -> Iterator[tuple[str, dict[str, 
         decided = DAY + timedelta(hours=8, minutes=7 * number)
         requester, approver = rng.sample([f"emp-{n:05d}" for n in range(10_000, 10_060)], 2)
         decision = "rejected" if number % 9 == 4 else "approved"
-        yield "change-mgmt", {
-            "id": _event_id(rng),
-            "stream": f"changes/CHG-{41_000 + number}",
-            "type": "approval.decision",
-            "occurred_at": format_timestamp(decided),
-            "subjects": [requester, approver],
-            "payload": {
-                "subject": {"kind": "change", "ref": f"CHG-{41_000 + number}"},
-                "decision": decision,
-                "requester": requester,
-                "approver": approver,
-                "rationale": "Risk assessed, rollback plan tested" if decision == "approved" else "No rollback plan",
-                "decided_at": format_timestamp(decided),
+        yield (
+            "change-mgmt",
+            {
+                "id": _event_id(rng),
+                "stream": f"changes/CHG-{41_000 + number}",
+                "type": "approval.decision",
+                "occurred_at": format_timestamp(decided),
+                "subjects": [requester, approver],
+                "payload": {
+                    "subject": {"kind": "change", "ref": f"CHG-{41_000 + number}"},
+                    "decision": decision,
+                    "requester": requester,
+                    "approver": approver,
+                    "rationale": "Risk assessed, rollback plan tested"
+                    if decision == "approved"
+                    else "No rollback plan",
+                    "decided_at": format_timestamp(decided),
+                },
             },
-        }
+        )
 
 
 def _incident(rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -115,37 +128,43 @@ def _incident(rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
     def given(value: Any, estimated: bool = False) -> dict[str, Any]:
         return {"value": value, "estimated": estimated, "source": "soc-runbook"}
 
-    yield "soc", {
-        "id": _event_id(rng),
-        "stream": "incident/INC-2026-0042",
-        "type": "incident.detected",
-        "occurred_at": format_timestamp(detected),
-        "payload": {"incident_id": "INC-2026-0042", "summary": "Payment gateway unavailable (DDoS)"},
-    }
-    yield "soc", {
-        "id": _event_id(rng),
-        "stream": "incident/INC-2026-0042",
-        "type": "incident.classified",
-        "occurred_at": format_timestamp(classified),
-        "payload": {
-            "incident_id": "INC-2026-0042",
-            "classified_at": format_timestamp(classified),
-            "classified_by": "soc-duty-officer",
-            "affects_critical_functions": given(True),
-            "affects_authorised_financial_services": given(True),
-            "malicious_unauthorised_access": given(False),
-            "malicious_access_may_cause_data_loss": given(False),
-            "clients_affected": given(182_000, estimated=True),
-            "clients_total": given(1_250_000),
-            "critical_service_downtime_minutes": given(150, estimated=True),
-            "member_states_affected": given(["BE", "LU"]),
-            "gross_costs_losses_eur": given("85000.00", estimated=True),
+    yield (
+        "soc",
+        {
+            "id": _event_id(rng),
+            "stream": "incident/INC-2026-0042",
+            "type": "incident.detected",
+            "occurred_at": format_timestamp(detected),
+            "payload": {"incident_id": "INC-2026-0042", "summary": "Payment gateway unavailable (DDoS)"},
         },
-    }
+    )
+    yield (
+        "soc",
+        {
+            "id": _event_id(rng),
+            "stream": "incident/INC-2026-0042",
+            "type": "incident.classified",
+            "occurred_at": format_timestamp(classified),
+            "payload": {
+                "incident_id": "INC-2026-0042",
+                "classified_at": format_timestamp(classified),
+                "classified_by": "soc-duty-officer",
+                "affects_critical_functions": given(True),
+                "affects_authorised_financial_services": given(True),
+                "malicious_unauthorised_access": given(False),
+                "malicious_access_may_cause_data_loss": given(False),
+                "clients_affected": given(182_000, estimated=True),
+                "clients_total": given(1_250_000),
+                "critical_service_downtime_minutes": given(150, estimated=True),
+                "member_states_affected": given(["BE", "LU"]),
+                "gross_costs_losses_eur": given("85000.00", estimated=True),
+            },
+        },
+    )
 
 
 def _append_day(ledger: Ledger, checks: int) -> dict[str, int]:
-    rng = random.Random(20261120)  # noqa: S311 - reproducible demo data, not security
+    rng = random.Random(20261120)
     groups: dict[str, list[dict[str, Any]]] = {}
     counts = {"check.result": 0, "approval.decision": 0, "incident": 0}
     for producer, event in [*_check_results(rng, checks), *_approvals(rng, 60), *_incident(rng)]:
@@ -193,7 +212,9 @@ def run_demo(settings: Settings, checks: int = 5000) -> None:
     proof = ledger.inclusion_proof(classified.seq)
     verifier = parse_verifier_key(ledger.active_key().verifier_key)
     checkpoint = parse_checkpoint(open_note(note, [verifier]).text)
-    merkle.verify_inclusion(merkle.leaf_hash(classified.body), proof.index, proof.tree_size, proof.hashes, checkpoint.root)
+    merkle.verify_inclusion(
+        merkle.leaf_hash(classified.body), proof.index, proof.tree_size, proof.hashes, checkpoint.root
+    )
     _say(f"Entry seq {classified.seq}: the classification of INC-2026-0042")
     _say(f"Proof: {len(proof.hashes)} hashes lead from the entry to root {base64.b64encode(checkpoint.root).decode()}")
     _say("Verified against the signed checkpoint using only the public key.")
@@ -206,23 +227,33 @@ def run_demo(settings: Settings, checks: int = 5000) -> None:
     )
 
     _step(6, "Tamper with a copy and audit it again")
-    victim = next(e for e in ledger.entries(EntryFilter(type="check.result")) if b'"fail"' in (ledger.payload(e.seq).payload or b""))  # type: ignore[union-attr]
+    victim = next(e for e in ledger.entries(EntryFilter(type="check.result")) if _is_failed_check(ledger, e.seq))
     copy_dir = work / "tampered"
     _copy_database(work / "ledger.db", copy_dir / "ledger.db")
     shutil.copytree(work / "keys", copy_dir / "keys")
     _flip_fail_to_pass(copy_dir / "ledger.db", victim.seq)
     _say(f"In a copy of the database, someone turns the failed check at seq {victim.seq} into a pass")
-    _say("(the database refuses such edits: the copy's triggers were dropped first, as an attacker with the file could).")
+    _say(
+        "(the database refuses such edits: the copy's triggers were dropped first, as an attacker with the file could)."
+    )
     tampered = Ledger.open(demo_settings.model_copy(update={"data_dir": copy_dir}), ORIGIN)
     tampered_report = tampered.audit()
     for finding in tampered_report.findings:
         _say(f"    FINDING {finding}")
     named = any(f.seq == victim.seq for f in tampered_report.findings)
-    _say(f"The audit {'names' if named else 'DOES NOT NAME'} seq {victim.seq}; the original still verifies: {ledger.audit().ok}.")
+    _say(
+        f"The audit {'names' if named else 'DOES NOT NAME'} seq {victim.seq}; "
+        f"the original still verifies: {ledger.audit().ok}."
+    )
 
     _step(7, "Next")
     _say(f"Explore with:  .venv/bin/ledger --data-dir {work} events --type approval.decision --format table")
     _say(f"               .venv/bin/ledger --data-dir {work} verify")
+
+
+def _is_failed_check(ledger: Ledger, seq: int) -> bool:
+    stored = ledger.payload(seq)
+    return stored is not None and stored.payload is not None and b'"status":"fail"' in stored.payload
 
 
 def _copy_database(source: Path, target: Path) -> None:

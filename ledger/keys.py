@@ -15,7 +15,7 @@ from ledger.errors import ConfigurationError, VerificationError
 from ledger.notes import NoteSigner
 from ledger.settings import Settings
 
-SUBJECT_SECRET_FILE = "subject.secret"
+SUBJECT_SECRET_FILE = "subject.secret"  # noqa: S105 - a file name, not a secret
 
 
 def _write_secret(path: Path, text: str) -> None:

@@ -77,9 +77,7 @@ def root_from_leaf_hashes(leaves: Sequence[bytes]) -> bytes:
     _check_hashes(leaves, "leaf hash")
     level = list(leaves)
     while len(level) > 1:
-        paired = [
-            _sha256(_NODE_PREFIX + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
-        ]
+        paired = [_sha256(_NODE_PREFIX + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired
@@ -260,9 +258,7 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
         raise VerificationError("inclusion proof does not lead to the expected root")
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """Raise :class:`VerificationError` unless ``proof`` shows ``new_root`` extends ``old_root``.
 
     RFC 9162 2.1.4.2 covers 0 < first < second; for first == second the proof must be empty and the
@@ -344,9 +340,7 @@ class CompactRange:
         if size < 0:
             raise ValidationError(f"tree size {size} is negative")
         if len(hashes) != size.bit_count():
-            raise ValidationError(
-                f"a tree of size {size} needs {size.bit_count()} edge hashes, got {len(hashes)}"
-            )
+            raise ValidationError(f"a tree of size {size} needs {size.bit_count()} edge hashes, got {len(hashes)}")
         for value in hashes:
             if not isinstance(value, bytes) or len(value) != HASH_SIZE:
                 raise ValidationError(f"edge hashes must be {HASH_SIZE} bytes")

@@ -209,9 +209,7 @@ class _Ed25519Key:
         if raw is None or len(raw) != 1 + _ED25519_KEY_SIZE:
             raise ConfigurationError("malformed private key: key material is not base64 of 33 bytes")
         if raw[0] != cls.SIG_TYPE:
-            raise ConfigurationError(
-                f"private key has signature type {raw[0]:#04x}, expected {cls.SIG_TYPE:#04x}"
-            )
+            raise ConfigurationError(f"private key has signature type {raw[0]:#04x}, expected {cls.SIG_TYPE:#04x}")
         signer = cls(name, Ed25519PrivateKey.from_private_bytes(raw[1:]))
         if signer.key_id != bytes.fromhex(hex_id):
             raise ConfigurationError("private key id does not match its key")
@@ -565,9 +563,7 @@ def add_signature_lines(note: str, lines: Sequence[str]) -> str:
 
 def _rebuild(parsed: ParsedNote, added: Sequence[NoteSignature]) -> str:
     replaced = {(signature.name, signature.key_id) for signature in added}
-    kept = [
-        signature for signature in parsed.signatures if (signature.name, signature.key_id) not in replaced
-    ]
+    kept = [signature for signature in parsed.signatures if (signature.name, signature.key_id) not in replaced]
     if len(kept) + len(added) > MAX_SIGNATURES:
         raise ValidationError(f"a note carries at most {MAX_SIGNATURES} signatures")
     return parsed.text + "\n" + "".join(signature.line() for signature in [*kept, *added])
@@ -641,14 +637,10 @@ def open_note(note: str, verifiers: Sequence[Verifier], *, require: int = 1) -> 
         if any((done.name, done.key_id) == key for done in verified):
             continue  # a repeated signature by one key counts once
         if not verifier.verify(message, signature.signature):
-            raise VerificationError(
-                f"signature by known key {signature.name}+{signature.key_id.hex()} is invalid"
-            )
+            raise VerificationError(f"signature by known key {signature.name}+{signature.key_id.hex()} is invalid")
         verified.append(signature)
     if len(verified) < require:
-        raise VerificationError(
-            f"note has {len(verified)} valid signatures by known keys, {require} required"
-        )
+        raise VerificationError(f"note has {len(verified)} valid signatures by known keys, {require} required")
     return OpenedNote(
         text=parsed.text,
         verified=[(signature.name, signature.key_id) for signature in verified],

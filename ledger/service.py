@@ -21,6 +21,7 @@ from ledger.keys import KeyStore
 from ledger.notes import NoteSigner, format_checkpoint, sign_note
 from ledger.settings import Settings
 from ledger.store.database import make_engine, migrate
+from ledger.store.recorder import AppendTransaction, SqlRecorder
 from ledger.store.records import (
     CheckpointRecord,
     EntryFilter,
@@ -30,8 +31,7 @@ from ledger.store.records import (
     NewEntry,
     PayloadRecord,
 )
-from ledger.store.recorder import AppendTransaction, SqlRecorder
-from ledger.verify import AuditReport, Auditor, iter_batches
+from ledger.verify import Auditor, AuditReport, iter_batches
 from schemas.envelope import EventIn, validate_event
 from schemas.timestamps import format_timestamp
 
@@ -89,7 +89,11 @@ class ConsistencyProof:
     hashes: list[bytes]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"from_size": self.from_size, "to_size": self.to_size, "hashes": [h.hex() for h in self.hashes]}
+        return {
+            "from_size": self.from_size,
+            "to_size": self.to_size,
+            "hashes": [h.hex() for h in self.hashes],
+        }
 
 
 def utc_now() -> str:
@@ -226,7 +230,9 @@ class Ledger:
         if not events:
             return []
         if len(events) > self.settings.max_batch_events:
-            raise ValidationError(f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}")
+            raise ValidationError(
+                f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}"
+            )
         prepared = [self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)]
         signer = self.signer()
         with self.recorder.append_transaction(self.origin) as txn:
@@ -298,7 +304,11 @@ class Ledger:
             created_at=head.created_at,
         )
         checkpoint = None
-        if new_entries and checkpoint_signers is None and new_head.appends_since_checkpoint >= self.settings.checkpoint_interval:
+        if (
+            new_entries
+            and checkpoint_signers is None
+            and new_head.appends_since_checkpoint >= self.settings.checkpoint_interval
+        ):
             checkpoint = self._checkpoint_record(new_head, [signer], root=tree.root())
         if checkpoint is not None:
             new_head = _replace_head(new_head, appends_since_checkpoint=0)
@@ -365,7 +375,9 @@ class Ledger:
         signatures = _sign_all(signer, bodies)
         key_id = signer.key_id.hex()
         sealed = []
-        for (item, seq, stream_seq), body, digest, signature in zip(entries_meta, bodies, hashes, signatures, strict=True):
+        for (item, seq, stream_seq), body, digest, signature in zip(
+            entries_meta, bodies, hashes, signatures, strict=True
+        ):
             record = EntryRecord(
                 seq=seq,
                 event_id=item.event_id,
@@ -421,7 +433,9 @@ class Ledger:
         if stored:
             return stored[-1].note
         root = self.root(size)
-        record = CheckpointRecord(size, root, sign_note(format_checkpoint(self.origin, size, root), [self.signer()]), utc_now())
+        record = CheckpointRecord(
+            size, root, sign_note(format_checkpoint(self.origin, size, root), [self.signer()]), utc_now()
+        )
         self.recorder.add_checkpoint(self._log_id, record)
         return record.note
 
@@ -486,7 +500,7 @@ class _Peekable:
         self._head: list[Any] = []
 
     def take_while(self, predicate: Any) -> list[Any]:
-        taken = []
+        taken: list[Any] = []
         while True:
             if not self._head:
                 try:
@@ -534,7 +548,9 @@ def _check_same_prepared(item: _Prepared, first: _Prepared) -> None:
         first.occurred_at,
         first.payload,
     ):
-        raise ConflictError(f"event {item.index}: event id {item.event_id} appears twice in the batch with different content")
+        raise ConflictError(
+            f"event {item.index}: event id {item.event_id} appears twice in the batch with different content"
+        )
 
 
 def _new_event_id() -> str:

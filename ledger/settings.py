@@ -29,9 +29,7 @@ class Settings(BaseSettings):
     subject_secret: SecretStr | None = Field(default=None, description="HMAC secret for subject refs (hex)")
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1)
     max_batch_events: int = Field(default=10_000, ge=1)
-    checkpoint_interval: int = Field(
-        default=1, ge=1, description="sign a checkpoint after every N append transactions"
-    )
+    checkpoint_interval: int = Field(default=1, ge=1, description="sign a checkpoint after every N append transactions")
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "ledger-entries"
     blob_connection_string: SecretStr | None = None

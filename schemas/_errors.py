@@ -34,11 +34,7 @@ def _literal(ctx: dict[str, Any]) -> str:
 
 
 def _too_short(ctx: dict[str, Any]) -> str:
-    return (
-        "must not be empty"
-        if ctx.get("min_length") == 1
-        else f"must be at least {ctx.get('min_length')} characters"
-    )
+    return "must not be empty" if ctx.get("min_length") == 1 else f"must be at least {ctx.get('min_length')} characters"
 
 
 def _pattern(ctx: dict[str, Any]) -> str:
@@ -104,9 +100,7 @@ def _describe(error: ErrorDetails, prefix: Sequence[str | int]) -> list[Problem]
 
 def ledger_error(problems: Sequence[Problem]) -> ValidationError:
     """One :class:`ValidationError` for ``problems``: ``field`` is the first path, the message lists a few."""
-    shown = [
-        f"{field}: {message}" if field else message for field, message in problems[:MAX_REPORTED_PROBLEMS]
-    ]
+    shown = [f"{field}: {message}" if field else message for field, message in problems[:MAX_REPORTED_PROBLEMS]]
     hidden = len(problems) - len(shown)
     if hidden > 0:
         shown.append(f"and {hidden} more problem{'s' if hidden > 1 else ''}")

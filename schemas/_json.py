@@ -47,11 +47,66 @@ class JsonValueError(Exception):
 
 def scan_json_object(obj: dict[str, Any]) -> None:
     """Raise :class:`JsonValueError` (path outermost first) unless ``obj`` holds float-free JSON only."""
-    try:
+    if _object_ok(obj, 1):
+        return
+    try:  # slow path: find where, and why
         _scan(obj, 1)
     except JsonValueError as fault:
         fault.path.reverse()
         raise
+    raise AssertionError("the fast and the slow JSON scans disagree")  # pragma: no cover
+
+
+_SCALARS = frozenset({str, bool, type(None)})
+
+
+def _object_ok(obj: dict[str, Any], depth: int) -> bool:
+    """Fast yes/no form of :func:`_scan` for an object (the common case: everything is fine)."""
+    if depth > MAX_JSON_DEPTH:
+        return False
+    for key, value in obj.items():
+        if type(key) is not str:
+            return False
+        kind = type(value)
+        if kind in _SCALARS:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if kind is dict:
+            if _object_ok(value, depth + 1):
+                continue
+            return False
+        if kind is list:
+            if _array_ok(value, depth + 1):
+                continue
+            return False
+        return False
+    return True
+
+
+def _array_ok(array: list[Any], depth: int) -> bool:
+    if depth > MAX_JSON_DEPTH:
+        return False
+    for value in array:
+        kind = type(value)
+        if kind in _SCALARS:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if kind is dict:
+            if _object_ok(value, depth + 1):
+                continue
+            return False
+        if kind is list:
+            if _array_ok(value, depth + 1):
+                continue
+            return False
+        return False
+    return True
 
 
 def _scan(container: dict[str, Any] | list[Any], depth: int) -> None:

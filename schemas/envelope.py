@@ -142,9 +142,7 @@ def validate_event(
             data = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             # The decoder's own message may quote the input; give the position only.
-            raise ValidationError(
-                f"event: invalid JSON at line {exc.lineno} column {exc.colno}", field=None
-            ) from None
+            raise ValidationError(f"event: invalid JSON at line {exc.lineno} column {exc.colno}", field=None) from None
     if not isinstance(data, Mapping):
         raise ValidationError("event: must be a JSON object", field=None)
     try:

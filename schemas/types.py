@@ -72,16 +72,13 @@ PATTERN_DESCRIPTIONS: Final[dict[str, str]] = {
     SHA256_PATTERN: "must be 64 lowercase hexadecimal digits",
     DECIMAL_PATTERN: 'must be a decimal number as a string, e.g. "1234.56" (no exponent, no leading zeros)',
     NON_NEGATIVE_DECIMAL_PATTERN: (
-        'must be a non-negative decimal number as a string, e.g. "1234.56" '
-        "(no sign, exponent or leading zeros)"
+        'must be a non-negative decimal number as a string, e.g. "1234.56" (no sign, exponent or leading zeros)'
     ),
     STREAM_PATTERN: (
         "must be segments of letters, digits, '.', '_' or '-' (each starting with a letter or digit) "
         "separated by single '/', e.g. controls/iam/mfa"
     ),
-    EVENT_TYPE_PATTERN: (
-        "must be two or more dot-separated lowercase words (letters, digits, '_'), e.g. check.result"
-    ),
+    EVENT_TYPE_PATTERN: ("must be two or more dot-separated lowercase words (letters, digits, '_'), e.g. check.result"),
     COUNTRY_PATTERN: "must be an ISO 3166-1 alpha-2 country code (two upper-case letters)",
 }
 
@@ -94,9 +91,7 @@ _NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
 def _canonical_uuid(value: str) -> str:
     if _UUID.fullmatch(value) is None:
-        raise PydanticCustomError(
-            "ledger_uuid", "must be a UUID in the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-        )
+        raise PydanticCustomError("ledger_uuid", "must be a UUID in the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
     value = value.lower()  # RFC 9562 section 4: case-insensitive on input, lower case on output
     if value == _NIL_UUID:
         raise PydanticCustomError("ledger_uuid", "must not be the nil UUID")

@@ -5,10 +5,14 @@ asks for one, and stop when the session ends; a service that cannot be obtained 
 
 - ``postgres_server``: ``services.PostgresServer`` with ``.url`` (application role ``ledger_app``, not a
   superuser, on the shared database ``ledger_test``), ``.superuser_url`` (superuser, same database),
-  ``.create_database(prefix) -> Database(url, superuser_url)``, ``.database(prefix)`` (a context manager that
-  drops it afterwards), ``.drop_database(name)``, ``.app_role`` (``"ledger_app"``) and ``.source``.
-- ``pg_database``: a fresh empty database for one test, a ``services.Database``: ``.url`` (application role,
-  which owns the database), ``.superuser_url``, ``.name``; it unpacks as ``url, superuser_url``.
+  ``.create_database(prefix, app_owns=False) -> Database(url, superuser_url)``, ``.database(prefix)`` (the
+  same as a context manager that drops it afterwards), ``.drop_database(name)``, ``.app_role``
+  (``"ledger_app"``) and ``.source``.
+- ``pg_database``: a fresh empty database for one test, a ``services.Database``: ``.url`` (application role),
+  ``.superuser_url``, ``.name``; it unpacks as ``url, superuser_url``. The superuser owns it, as in
+  production: run migrations with ``superuser_url`` and grant the application role its rights (the role has
+  only PUBLIC's: connect and use schema ``public``). ``postgres_server.database(prefix, app_owns=True)``
+  gives a database the application role owns and can create tables in.
 - ``kafka_bootstrap``: ``"host:port"`` of a Kafka-protocol broker.
 - ``blob_connection_string``: an Azure Storage connection string for a Blob endpoint (Azurite).
 

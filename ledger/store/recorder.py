@@ -210,7 +210,9 @@ class AppendTransaction:
                 [{"log_id": log_id, "seq": n.entry.seq, "salt": n.salt, "payload": n.payload} for n in new_entries],
             )
             subject_rows = [
-                {"log_id": log_id, "subject": subject, "seq": n.entry.seq} for n in new_entries for subject in n.subjects
+                {"log_id": log_id, "subject": subject, "seq": n.entry.seq}
+                for n in new_entries
+                for subject in n.subjects
             ]
             if subject_rows:
                 conn.execute(insert(entry_subjects), subject_rows)
@@ -218,7 +220,13 @@ class AppendTransaction:
             conn.execute(
                 insert(merkle_nodes),
                 [
-                    {"log_id": log_id, "level": level, "idx": idx, "end_seq": ((idx + 1) << level) - 1, "hash": digest}
+                    {
+                        "log_id": log_id,
+                        "level": level,
+                        "idx": idx,
+                        "end_seq": ((idx + 1) << level) - 1,
+                        "hash": digest,
+                    }
                     for level, idx, digest in nodes
                 ],
             )
@@ -408,7 +416,9 @@ class SqlRecorder:
         """Entries matching the filters in seq order, fetched in keyset-paginated batches."""
         last = -1 if filters.from_seq is None else filters.from_seq - 1
         while True:
-            query = self._filtered(log_id, filters).where(entries.c.seq > last).order_by(entries.c.seq).limit(batch_size)
+            query = (
+                self._filtered(log_id, filters).where(entries.c.seq > last).order_by(entries.c.seq).limit(batch_size)
+            )
             with _translated("reading entries"), self.engine.connect() as conn:
                 batch = [_entry(row) for row in conn.execute(query)]
             yield from batch
@@ -433,7 +443,9 @@ class SqlRecorder:
                     payloads.c.erasure_reason,
                 )
                 .select_from(
-                    entries.outerjoin(payloads, and_(payloads.c.log_id == entries.c.log_id, payloads.c.seq == entries.c.seq))
+                    entries.outerjoin(
+                        payloads, and_(payloads.c.log_id == entries.c.log_id, payloads.c.seq == entries.c.seq)
+                    )
                 )
                 .where(entries.c.log_id == log_id, entries.c.seq > last)
                 .order_by(entries.c.seq)
@@ -559,4 +571,6 @@ class SqlRecorder:
 
     def count_entries(self, log_id: int) -> int:
         with _translated("counting entries"), self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(entries).where(entries.c.log_id == log_id)).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(entries).where(entries.c.log_id == log_id)).scalar_one()
+            )

@@ -10,6 +10,16 @@ from azure.storage.blob import BlobServiceClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ProgrammingError
+
+
+def _execute(url: str, statement: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()
 
 
 def _scalar(url: str, statement: str) -> object:
@@ -22,21 +32,22 @@ def _scalar(url: str, statement: str) -> object:
 
 
 @pytest.mark.postgres
-def test_postgres_round_trip_in_a_fresh_database(pg_database) -> None:
-    engine = create_engine(pg_database.url)
+def test_postgres_round_trip_in_a_fresh_database(pg_database, postgres_server) -> None:
+    superuser, app = create_engine(pg_database.superuser_url), create_engine(pg_database.url)
     try:
-        with engine.begin() as conn:
-            assert (
-                conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar() == 0
-            )
+        with superuser.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar() == 0
             conn.execute(text("CREATE TABLE evidence (id bigint PRIMARY KEY, body text NOT NULL)"))
+            conn.execute(text(f"GRANT SELECT, INSERT ON evidence TO {postgres_server.app_role}"))
+        with app.begin() as conn:
             conn.execute(text("INSERT INTO evidence VALUES (1, 'first'), (2, 'second')"))
-        with engine.connect() as conn:
+        with app.connect() as conn:
             rows = conn.execute(text("SELECT id, body FROM evidence ORDER BY id")).all()
             assert [tuple(row) for row in rows] == [(1, "first"), (2, "second")]
             assert conn.execute(text("SHOW server_version_num")).scalar_one().startswith("15")
     finally:
-        engine.dispose()
+        app.dispose()
+        superuser.dispose()
 
 
 @pytest.mark.postgres
@@ -54,16 +65,44 @@ def test_postgres_app_role_is_not_superuser_but_superuser_url_is(pg_database) ->
 
 
 @pytest.mark.postgres
+def test_postgres_app_role_has_only_its_grants(pg_database, postgres_server) -> None:
+    superuser, app = create_engine(pg_database.superuser_url), create_engine(pg_database.url)
+    try:
+        with superuser.begin() as conn:
+            conn.execute(text("CREATE TABLE entries (seq bigint PRIMARY KEY)"))
+            conn.execute(text(f"GRANT SELECT, INSERT ON entries TO {postgres_server.app_role}"))
+        with app.begin() as conn:
+            conn.execute(text("INSERT INTO entries VALUES (0)"))
+        for statement in ("DELETE FROM entries", "DROP TABLE entries", "CREATE TABLE other (id int)"):
+            with (
+                pytest.raises(ProgrammingError, match=r"permission denied|must be owner"),
+                app.begin() as conn,
+            ):
+                conn.execute(text(statement))
+    finally:
+        app.dispose()
+        superuser.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_app_owned_database_lets_the_app_create_tables(postgres_server) -> None:
+    with postgres_server.database("app_owned", app_owns=True) as database:
+        app = create_engine(database.url)
+        try:
+            with app.begin() as conn:
+                conn.execute(text("CREATE TABLE scratch (id int)"))
+                conn.execute(text("INSERT INTO scratch VALUES (7)"))
+            assert _scalar(database.url, "SELECT id FROM scratch") == 7
+        finally:
+            app.dispose()
+
+
+@pytest.mark.postgres
 def test_postgres_databases_are_isolated(postgres_server) -> None:
     with postgres_server.database("isolation") as first, postgres_server.database("isolation") as second:
         assert first.name != second.name
-        engine = create_engine(first.url)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text("CREATE TABLE only_in_first (id int)"))
-        finally:
-            engine.dispose()
-        assert _scalar(second.url, "SELECT to_regclass('only_in_first') IS NULL") is True
+        _execute(first.superuser_url, "CREATE TABLE only_in_first (id int)")
+        assert _scalar(second.superuser_url, "SELECT to_regclass('only_in_first') IS NULL") is True
     exists = f"SELECT count(*) FROM pg_database WHERE datname = '{first.name}'"
     assert _scalar(postgres_server.superuser_url, exists) == 0
 
@@ -80,10 +119,7 @@ def test_kafka_create_produce_and_fetch_assigned_partition(kafka_bootstrap) -> N
 
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
     try:
-        sent = [
-            producer.send(topic, key=b"stream-1", value=f"event-{i}".encode()).get(timeout=30)
-            for i in range(3)
-        ]
+        sent = [producer.send(topic, key=b"stream-1", value=f"event-{i}".encode()).get(timeout=30) for i in range(3)]
     finally:
         producer.close()
     assert [metadata.offset for metadata in sent] == [0, 1, 2]

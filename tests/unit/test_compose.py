@@ -61,9 +61,7 @@ def test_app_database_url_uses_psycopg_on_the_postgres_service(compose_services:
 
 
 def test_signing_key_comes_from_the_host_environment(compose_services: dict[str, Any]) -> None:
-    assert (_environment(compose_services["app"])["LEDGER_SIGNING_KEY"] or "").startswith(
-        "${LEDGER_SIGNING_KEY"
-    )
+    assert (_environment(compose_services["app"])["LEDGER_SIGNING_KEY"] or "").startswith("${LEDGER_SIGNING_KEY")
 
 
 def test_app_waits_for_healthy_dependencies(compose_services: dict[str, Any]) -> None:

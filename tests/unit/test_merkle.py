@@ -166,9 +166,7 @@ def test_vector_inclusion(case: dict[str, object]) -> None:
     assert ref_path(index, VECTOR_TREE.entries[:size]) == expected
     assert root_from_inclusion_proof(leaf, index, size, expected) == root
     verify_inclusion(leaf, index, size, expected, root)
-    for bad_index, bad_size, bad_leaf, bad_proof, bad_root in _corrupt_inclusion(
-        index, size, leaf, expected, root
-    ):
+    for bad_index, bad_size, bad_leaf, bad_proof, bad_root in _corrupt_inclusion(index, size, leaf, expected, root):
         with pytest.raises(VerificationError):
             verify_inclusion(bad_leaf, bad_index, bad_size, bad_proof, bad_root)
 

@@ -408,9 +408,7 @@ def test_largest_size_accepted() -> None:
         ("log", 1, ROOT, ("two\nlines",)),
     ],
 )
-def test_format_checkpoint_rejects_bad_input(
-    origin: str, size: int, root: bytes, extensions: tuple[str, ...]
-) -> None:
+def test_format_checkpoint_rejects_bad_input(origin: str, size: int, root: bytes, extensions: tuple[str, ...]) -> None:
     with pytest.raises(ValidationError):
         format_checkpoint(origin, size, root, extensions)
 
@@ -436,9 +434,7 @@ def test_c2sp_cosignature_example_layout() -> None:
     assert signature.name == COSIG["cosigner_name"]
     assert signature.key_id.hex() == COSIG["key_id"]
     assert cosignature_timestamp(signature) == COSIG["timestamp"]
-    assert (
-        cosignature_message(COSIG["checkpoint_text"], COSIG["timestamp"]) == COSIG["signed_message"].encode()
-    )
+    assert cosignature_message(COSIG["checkpoint_text"], COSIG["timestamp"]) == COSIG["signed_message"].encode()
 
 
 def test_cosign_and_verify() -> None:
@@ -451,7 +447,7 @@ def test_cosign_and_verify() -> None:
     assert cosigner.key_id != key_id("witness.example/w1", 0x01, cosigner.public_key)
     assert int.from_bytes(raw[4:12], "big") == 1679315147 and len(raw) == 76
     verifier = parse_cosigner_key(cosigner.verifier_key())
-    assert base64.b64decode(cosigner.verifier_key().split("+")[2])[0] == SIG_TYPE_COSIGNATURE_V1
+    assert base64.b64decode(cosigner.verifier_key().split("+", 2)[2])[0] == SIG_TYPE_COSIGNATURE_V1
     assert verify_cosignature(text, line, verifier) == 1679315147
     assert verify_cosignature(text, line.rstrip("\n"), verifier) == 1679315147
     with pytest.raises(VerificationError):

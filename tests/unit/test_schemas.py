@@ -456,9 +456,7 @@ def test_default_payload_limit_is_256_kib() -> None:
 
 
 def test_huge_body_is_refused_before_parsing() -> None:
-    assert (
-        str(rejected(b" " * (5 * 1024 + 65537), None, max_payload_bytes=1024)) == "event: body is too large"
-    )
+    assert str(rejected(b" " * (5 * 1024 + 65537), None, max_payload_bytes=1024)) == "event: body is too large"
 
 
 @pytest.mark.parametrize(
@@ -513,17 +511,13 @@ def test_check_result_rules(path: str, value: Any, expected: str) -> None:
 
 
 def test_check_result_status_message() -> None:
-    error = rejected(
-        with_field(check_result, "payload.status", "skipped"), "payload.status", secret="skipped"
-    )
+    error = rejected(with_field(check_result, "payload.status", "skipped"), "payload.status", secret="skipped")
     assert str(error) == "payload.status: must be one of pass, fail, error, not_applicable"
 
 
 @pytest.mark.parametrize("field", ["control_id", "check_id", "status", "observed_at"])
 def test_check_result_required_fields(field: str) -> None:
-    assert str(rejected(without_field(check_result, f"payload.{field}"), f"payload.{field}")).endswith(
-        "is required"
-    )
+    assert str(rejected(without_field(check_result, f"payload.{field}"), f"payload.{field}")).endswith("is required")
 
 
 def test_unknown_field_in_typed_payload_is_rejected() -> None:
@@ -747,9 +741,7 @@ def test_format_timestamp_rejects(moment: datetime) -> None:
     st.datetimes(
         min_value=datetime(1970, 1, 2),
         max_value=datetime(9999, 12, 30),
-        timezones=st.sampled_from(
-            [UTC, timezone(timedelta(hours=5, minutes=45)), timezone(-timedelta(hours=11))]
-        ),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=45)), timezone(-timedelta(hours=11))]),
     )
 )
 def test_timestamp_round_trip(moment: datetime) -> None:
@@ -781,9 +773,7 @@ def test_aware_datetime_is_accepted_for_occurred_at() -> None:
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
 FIELDS = [
@@ -853,6 +843,29 @@ def test_any_payload_leaf_with_any_value_raises_only_validation_error(
     outcome(event)
     if _dumpable(event):
         outcome(orjson.dumps(event))
+
+
+def _plain_json(value: Any) -> bool:
+    """Reference rule for payload values: JSON without floats and with safe integers."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_SAFE_INTEGER
+    if isinstance(value, list):
+        return all(_plain_json(item) for item in value)
+    if isinstance(value, dict):
+        return all(_plain_json(item) for item in value.values())
+    return False
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_free_form_payload_is_accepted_exactly_when_plain_json(payload: dict[str, Any]) -> None:
+    result = outcome(envelope("audit.note", payload))
+    assert isinstance(result, EventIn) == _plain_json(payload), result
+    if isinstance(result, ValidationError):
+        assert result.field is not None
+        assert result.field.startswith("payload")
 
 
 @settings(max_examples=200)

@@ -1,0 +1,239 @@
+"""Shared pieces of the harness: the workload, scales, figures and the run context."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from ledger.service import Ledger
+    from tests.services import Database, PostgresServer
+
+ORIGIN = "bench.example/ledger"
+PRODUCER = "bench"
+BATCH_SIZE = 1_000
+STREAMS = 400
+THREADS = 4
+OCCURRED_AT = "2026-11-20T10:00:00Z"
+
+EVENTS_PER_S = "events/s"
+MEGABYTES = "MB"
+
+
+# --- workload ------------------------------------------------------------------------------------------
+
+
+def make_event(n: int) -> dict[str, Any]:
+    """Event number ``n`` of the workload: a passing IAM check on one of 400 hosts, a fresh UUID each call."""
+    return {
+        "id": str(uuid.uuid4()),
+        "stream": f"controls/iam-01/host-{n % STREAMS:03d}",
+        "type": "check.result",
+        "occurred_at": OCCURRED_AT,
+        "payload": {
+            "control_id": "IAM-01",
+            "check_id": f"IAM-01-{n}",
+            "status": "pass",
+            "framework_refs": ["DORA Art. 9(4)(d)"],
+            "evidence": [
+                {
+                    "name": "r.json",
+                    "sha256": "ab" * 32,
+                    "size": 1200,
+                    "uri": "https://evidence.bank.example/r.json",
+                }
+            ],
+            "observed_at": OCCURRED_AT,
+            "summary": "MFA enforced for privileged accounts",
+        },
+    }
+
+
+def make_events(start: int, count: int) -> list[dict[str, Any]]:
+    return [make_event(n) for n in range(start, start + count)]
+
+
+def batches(total: int, size: int = BATCH_SIZE) -> Iterator[tuple[int, int]]:
+    """``(start, count)`` of each batch covering ``total`` events."""
+    for start in range(0, total, size):
+        yield start, min(size, total - start)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How many events each benchmark writes."""
+
+    batch_events: int
+    single_events: int
+    warmup_single: int
+    threads: int = THREADS
+
+    @classmethod
+    def default(cls) -> Scale:
+        return cls(batch_events=50_000, single_events=3_000, warmup_single=30)
+
+    @classmethod
+    def quick(cls) -> Scale:
+        return cls(batch_events=5_000, single_events=300, warmup_single=10)
+
+
+# --- figures -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure we aim for; printed beside the result, never asserted."""
+
+    value: float
+    unit: str
+    higher_is_better: bool = True
+
+    def met(self, measured: float) -> bool:
+        return measured >= self.value if self.higher_is_better else measured <= self.value
+
+    def describe(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return f"{sign} {format_number(self.value)} {self.unit}"
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report: a figure, the baseline it is compared with, and its target."""
+
+    figure: str
+    baseline: str | None = None
+    target: Target | None = None
+
+
+@dataclass
+class Results:
+    figures: dict[str, Figure] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, name: str, value: float, unit: str, detail: str = "") -> Figure:
+        figure = Figure(name, value, unit, detail)
+        self.figures[name] = figure
+        shown = f"{format_number(value)} {unit}"
+        print(f"  {name:<38} {shown:>20}  {detail}", flush=True)
+        return figure
+
+    def compare(self, figure: str, baseline: str | None = None, target: Target | None = None) -> None:
+        """Add a report row; rows whose figure was not measured are left out."""
+        if figure in self.figures:
+            self.rows.append(Row(figure, baseline if baseline in self.figures else None, target))
+
+    def ratio(self, row: Row) -> float | None:
+        if row.baseline is None:
+            return None
+        base = self.figures[row.baseline].value
+        return self.figures[row.figure].value / base if base else None
+
+
+def format_number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:,.1f}"
+    return f"{value:,.2f}"
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def peak_rss_mb() -> float:
+    """High-water resident set size of this process (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Stopwatch:
+    """Accumulates the time spent inside ``with stopwatch:`` blocks (set-up outside them is not counted)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._started
+
+
+# --- run context ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    server: PostgresServer
+    scale: Scale
+    results: Results
+
+    @contextlib.contextmanager
+    def database(self, prefix: str) -> Iterator[Database]:
+        """A fresh database on the shared server, dropped afterwards."""
+        with self.server.database(prefix) as database:
+            yield database
+
+    @contextlib.contextmanager
+    def ledger(self, prefix: str) -> Iterator[Ledger]:
+        """A new ledger (migrations run, key created) in its own database and key directory."""
+        from ledger.service import Ledger
+        from ledger.settings import Settings
+
+        with self.database(prefix) as database, tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
+            # Stated explicitly so that LEDGER_* variables in the environment cannot change the workload.
+            settings = Settings(
+                data_dir=Path(tmp),
+                database_url=database.superuser_url,
+                checkpoint_interval=1,
+                max_batch_events=10_000,
+                signing_key=None,
+                subject_secret=None,
+                log_origin=None,
+            )
+            ledger = Ledger.create(settings, ORIGIN)
+            try:
+                yield ledger
+            finally:
+                ledger.recorder.engine.dispose()
+
+
+def conninfo(sqlalchemy_url: str) -> str:
+    """A libpq connection string for psycopg from a SQLAlchemy ``postgresql+psycopg`` URL."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def nproc() -> int:
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

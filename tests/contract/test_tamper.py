@@ -1,0 +1,137 @@
+"""The tamper matrix: each change made behind the ledger's back is caught, naming the seq it touched.
+
+The changes are real: rows are edited in the database with the append-only protections bypassed the way
+an administrator could (triggers off as a PostgreSQL superuser, triggers dropped in the SQLite file).
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from ledger import merkle
+from ledger.errors import IntegrityError
+from ledger.service import Ledger
+from ledger.verify import raise_first
+from tests.contract.conftest import Backend, check_event
+
+SIZE = 20
+
+
+@pytest.fixture
+def filled(ledger: Ledger) -> Ledger:
+    for start in range(0, SIZE, 5):
+        ledger.append_batch([check_event(n, stream=f"s/{n % 3}") for n in range(start, start + 5)], producer="p")
+    assert ledger.audit().ok
+    return ledger
+
+
+def _flip_byte(value: bytes, position: int) -> bytes:
+    changed = bytearray(value)
+    changed[position] ^= 0x01
+    return bytes(changed)
+
+
+def _edit_column(backend: Backend, table: str, column: str, seq: int, position: int) -> None:
+    with backend.bypass() as conn:
+        value = conn.execute(text(f"SELECT {column} FROM {table} WHERE seq = :seq"), {"seq": seq}).scalar_one()
+        conn.execute(
+            text(f"UPDATE {table} SET {column} = :value WHERE seq = :seq"),
+            {"value": _flip_byte(bytes(value), position), "seq": seq},
+        )
+
+
+def _seqs_named(ledger: Ledger) -> set[int | None]:
+    report = ledger.audit()
+    assert not report.ok
+    return {finding.seq for finding in report.findings}
+
+
+def test_one_byte_of_a_body(filled: Ledger, backend: Backend) -> None:
+    _edit_column(backend, "entries", "body", 7, 40)
+    report = filled.audit()
+    codes = {(f.seq, f.code) for f in report.findings}
+    assert (7, "hash-mismatch") in codes and (7, "bad-signature") in codes
+    assert min(f.seq for f in report.findings if f.seq is not None) == 7
+
+
+def test_one_byte_of_a_payload(filled: Ledger, backend: Backend) -> None:
+    _edit_column(backend, "payloads", "payload", 11, 12)
+    report = filled.audit()
+    assert [(f.seq, f.code) for f in report.findings] == [(11, "payload-mismatch")]
+
+
+def test_one_byte_of_a_signature(filled: Ledger, backend: Backend) -> None:
+    _edit_column(backend, "entries", "signature", 3, 0)
+    report = filled.audit()
+    assert [(f.seq, f.code) for f in report.findings] == [(3, "bad-signature")]
+
+
+def test_a_deleted_row(filled: Ledger, backend: Backend) -> None:
+    with backend.bypass() as conn:
+        conn.execute(text("DELETE FROM entries WHERE seq = 9"))
+    report = filled.audit()
+    assert (9, "missing-entries") in {(f.seq, f.code) for f in report.findings}
+    assert min(f.seq for f in report.findings if f.seq is not None) == 9
+
+
+def test_two_entries_swapped(filled: Ledger, backend: Backend) -> None:
+    with backend.bypass() as conn:
+        conn.execute(text("UPDATE entries SET seq = -1 WHERE seq = 4"))
+        conn.execute(text("UPDATE entries SET seq = 4 WHERE seq = 12"))
+        conn.execute(text("UPDATE entries SET seq = 12 WHERE seq = -1"))
+    report = filled.audit()
+    codes = {(f.seq, f.code) for f in report.findings}
+    assert (4, "seq-mismatch") in codes and (12, "seq-mismatch") in codes
+
+
+def test_tail_truncated_below_a_checkpoint(filled: Ledger, backend: Backend) -> None:
+    """A careful attacker removes the last entries and rewinds the head and the tree; checkpoints remain."""
+    keep = 13
+    kept_hashes = [filled.entry(seq).hash for seq in range(keep)]
+    tree = merkle.CompactRange(0, [])
+    tree.append(kept_hashes)
+    with backend.bypass() as conn:
+        for table in ("entries", "payloads", "entry_subjects"):
+            conn.execute(text(f"DELETE FROM {table} WHERE seq >= :keep"), {"keep": keep})
+        conn.execute(text("DELETE FROM merkle_nodes WHERE end_seq >= :keep"), {"keep": keep})
+        conn.execute(
+            text("UPDATE logs SET size = :size, head_hash = :head, frontier = :frontier"),
+            {"size": keep, "head": kept_hashes[-1], "frontier": b"".join(tree.hashes)},
+        )
+    report = filled.audit()
+    assert {(f.seq, f.code) for f in report.findings} == {(keep, "truncated")}  # one per later checkpoint
+    with pytest.raises(IntegrityError, match=f"seq {keep}: truncated"):
+        raise_first(report)
+
+
+def test_a_stored_tree_node_changed(filled: Ledger, backend: Backend) -> None:
+    with backend.bypass() as conn:
+        digest = conn.execute(text("SELECT hash FROM merkle_nodes WHERE level = 2 AND idx = 1")).scalar_one()
+        conn.execute(
+            text("UPDATE merkle_nodes SET hash = :h WHERE level = 2 AND idx = 1"),
+            {"h": _flip_byte(bytes(digest), 5)},
+        )
+    report = filled.audit()
+    assert [(f.seq, f.code) for f in report.findings] == [(7, "node-mismatch")]  # node (2, 1) covers seqs 4..7
+
+
+def test_a_forked_checkpoint(filled: Ledger, backend: Backend) -> None:
+    """A second checkpoint of an existing size with another root, even validly signed, is a fork."""
+    from ledger.notes import format_checkpoint, sign_note
+    from ledger.store.records import CheckpointRecord
+
+    signer = filled.signer()
+    fake_root = bytes(32)
+    note = sign_note(format_checkpoint(filled.origin, 10, fake_root), [signer])
+    filled.recorder.add_checkpoint(
+        filled.head().log_id, CheckpointRecord(10, fake_root, note, "2026-11-20T00:00:00.000000Z")
+    )
+    codes = {(f.seq, f.code) for f in filled.audit().findings}
+    assert (9, "root-mismatch") in codes and (9, "fork") in codes
+
+
+def test_a_column_changed_to_mislead_queries(filled: Ledger, backend: Backend) -> None:
+    with backend.bypass() as conn:
+        conn.execute(text("UPDATE entries SET type = 'approval.decision' WHERE seq = 15"))
+    assert [(f.seq, f.code) for f in filled.audit().findings] == [(15, "column-mismatch")]
