@@ -7,10 +7,12 @@ extend one gap-free chain.  Every driver exception is translated into a ledger e
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import psycopg
 from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -53,6 +55,7 @@ ENTRY_COLUMNS = (
     entries.c.signature,
     entries.c.key_id,
 )
+ENTRY_INSERT_COLUMNS = ("log_id", *(column.name for column in ENTRY_COLUMNS))
 _IN_CHUNK = 500
 
 
@@ -129,6 +132,10 @@ def _translated(action: str) -> Iterator[None]:
     """Translate driver exceptions into ledger errors (DESIGN.md section 4, rule 3)."""
     try:
         yield
+    except (psycopg.IntegrityError, sqlite3.IntegrityError) as exc:
+        raise ConflictError(f"{action}: the database refused a conflicting write") from exc
+    except (psycopg.Error, sqlite3.Error) as exc:
+        raise StorageUnavailable(f"{action}: the database failed ({type(exc).__name__})") from exc
     except IntegrityError as exc:
         raise ConflictError(f"{action}: the database refused a conflicting write") from exc
     except DBAPIError as exc:
@@ -184,51 +191,41 @@ class AppendTransaction:
         log_id = self.head.log_id
         conn = self._connection
         if new_entries:
-            conn.execute(
-                insert(entries),
+            self._bulk_insert(
+                "entries",
+                ENTRY_INSERT_COLUMNS,
                 [
-                    {
-                        "log_id": log_id,
-                        "seq": n.entry.seq,
-                        "event_id": n.entry.event_id,
-                        "stream": n.entry.stream,
-                        "stream_seq": n.entry.stream_seq,
-                        "type": n.entry.type,
-                        "producer": n.entry.producer,
-                        "occurred_at": n.entry.occurred_at,
-                        "recorded_at": n.entry.recorded_at,
-                        "body": n.entry.body,
-                        "hash": n.entry.hash,
-                        "signature": n.entry.signature,
-                        "key_id": n.entry.key_id,
-                    }
+                    (
+                        log_id,
+                        n.entry.seq,
+                        n.entry.event_id,
+                        n.entry.stream,
+                        n.entry.stream_seq,
+                        n.entry.type,
+                        n.entry.producer,
+                        n.entry.occurred_at,
+                        n.entry.recorded_at,
+                        n.entry.body,
+                        n.entry.hash,
+                        n.entry.signature,
+                        n.entry.key_id,
+                    )
                     for n in new_entries
                 ],
             )
-            conn.execute(
-                insert(payloads),
-                [{"log_id": log_id, "seq": n.entry.seq, "salt": n.salt, "payload": n.payload} for n in new_entries],
+            self._bulk_insert(
+                "payloads",
+                ("log_id", "seq", "salt", "payload"),
+                [(log_id, n.entry.seq, n.salt, n.payload) for n in new_entries],
             )
-            subject_rows = [
-                {"log_id": log_id, "subject": subject, "seq": n.entry.seq}
-                for n in new_entries
-                for subject in n.subjects
-            ]
+            subject_rows = [(log_id, subject, n.entry.seq) for n in new_entries for subject in n.subjects]
             if subject_rows:
-                conn.execute(insert(entry_subjects), subject_rows)
+                self._bulk_insert("entry_subjects", ("log_id", "subject", "seq"), subject_rows)
         if nodes:
-            conn.execute(
-                insert(merkle_nodes),
-                [
-                    {
-                        "log_id": log_id,
-                        "level": level,
-                        "idx": idx,
-                        "end_seq": ((idx + 1) << level) - 1,
-                        "hash": digest,
-                    }
-                    for level, idx, digest in nodes
-                ],
+            self._bulk_insert(
+                "merkle_nodes",
+                ("log_id", "level", "idx", "end_seq", "hash"),
+                [(log_id, level, idx, ((idx + 1) << level) - 1, digest) for level, idx, digest in nodes],
             )
         if stream_next:
             self._advance_streams(stream_next)
@@ -245,6 +242,27 @@ class AppendTransaction:
         if checkpoint is not None:
             self.add_checkpoint(checkpoint)
         self.head = new_head
+
+    def _bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert many rows through the driver's fastest path, inside the current transaction.
+
+        PostgreSQL gets ``COPY ... FROM STDIN`` (psycopg 3), SQLite a prepared ``executemany``; both are
+        several times faster than a compiled SQLAlchemy executemany on the ingest path.  Table and column
+        names are constants of this module, never input.
+        """
+        raw = self._connection.connection.driver_connection
+        names = ", ".join(columns)
+        if isinstance(raw, psycopg.Connection):
+            with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        placeholders = ", ".join("?" for _ in columns)
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})", rows)  # noqa: S608
+        finally:
+            cursor.close()
 
     def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
         self._connection.execute(
