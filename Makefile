@@ -20,7 +20,7 @@ demo: $(STAMP)
 services: $(STAMP)
 	bash scripts/install-services.sh $(VENV)
 
-test: $(STAMP) services
+test: $(STAMP) services lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-unit: $(STAMP)
