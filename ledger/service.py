@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -179,9 +179,13 @@ class Ledger:
         return self.keys()[0]
 
     def signer(self) -> NoteSigner:
-        active = self.active_key()
-        if self._signer is None or self._signer.key_id.hex() != active.key_id:
-            self._signer = self.key_store.signer(self.origin, active.key_id)
+        """The private key that signs new entries (the log's active key)."""
+        return self._signer_for(self.head().active_key_id)
+
+    def _signer_for(self, key_id: str) -> NoteSigner:
+        """Cached signer; reloaded when another process has rotated the key (seen on the locked head)."""
+        if self._signer is None or self._signer.key_id.hex() != key_id:
+            self._signer = self.key_store.signer(self.origin, key_id)
         return self._signer
 
     def subject_secret(self) -> bytes:
@@ -191,31 +195,36 @@ class Ledger:
 
     def rotate_key(self, reason: str, actor: str = SYSTEM_PRODUCER) -> KeyRecord:
         """Add a new signing key; the old key signs the ``key.rotated`` event that announces it."""
-        old_signer = self.signer()
         new_signer = NoteSigner.generate(self.origin)
         self.key_store.save_signer(new_signer)
         now = utc_now()
         payload = {
-            "previous_key_id": old_signer.key_id.hex(),
+            "previous_key_id": "",
             "new_key_id": new_signer.key_id.hex(),
             "verifier_key": new_signer.verifier_key(),
             "reason": reason,
             "actor": actor,
         }
+        event_id = _new_event_id()
         event = {
-            "id": _new_event_id(),
+            "id": event_id,
             "stream": KEY_STREAM,
             "type": "key.rotated",
             "occurred_at": now,
             "payload": payload,
         }
-        prepared = [self._prepare(0, validate_event(event, max_payload_bytes=self.settings.max_payload_bytes), actor)]
-        with self.recorder.append_transaction(self.origin) as txn:
+        with self.recorder.append_transaction(self._log_id, [event_id], [KEY_STREAM]) as txn:
+            old_signer = self._signer_for(txn.head.active_key_id)
+            payload["previous_key_id"] = old_signer.key_id.hex()
+            prepared = [
+                self._prepare(0, validate_event(event, max_payload_bytes=self.settings.max_payload_bytes), actor)
+            ]
             results = self._append_locked(txn, prepared, old_signer, checkpoint_signers=[])
             handover = results[0].entry.seq + 1
             txn.close_key(old_signer.key_id.hex(), handover, now)
             new_key = KeyRecord(new_signer.key_id.hex(), new_signer.verifier_key(), handover, None, now, None)
             txn.add_key(new_key)
+            txn.set_active_key(new_key.key_id)
             txn.add_checkpoint(self._checkpoint_record(txn.head, [new_signer, old_signer]))
         self._signer = new_signer
         return new_key
@@ -234,9 +243,10 @@ class Ledger:
                 f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}"
             )
         prepared = [self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)]
-        signer = self.signer()
-        with self.recorder.append_transaction(self.origin) as txn:
-            return self._append_locked(txn, prepared, signer)
+        event_ids = sorted({p.event_id for p in prepared})
+        stream_names = sorted({p.stream for p in prepared})
+        with self.recorder.append_transaction(self._log_id, event_ids, stream_names) as txn:
+            return self._append_locked(txn, prepared, self._signer_for(txn.head.active_key_id))
 
     def _validated(self, index: int, event: EventIn | Mapping[str, Any]) -> EventIn:
         if isinstance(event, EventIn):
@@ -294,14 +304,12 @@ class Ledger:
         self._fill_in_batch_duplicates(prepared, results)
         tree = merkle.CompactRange(head.size, list(head.frontier))
         nodes = tree.append([n.entry.hash for n in new_entries])
-        new_head = LogHead(
-            log_id=head.log_id,
-            origin=head.origin,
+        new_head = replace(
+            head,
             size=tree.size,
             head_hash=new_entries[-1].entry.hash if new_entries else head.head_hash,
             frontier=tuple(tree.hashes),
             appends_since_checkpoint=head.appends_since_checkpoint + (1 if new_entries else 0),
-            created_at=head.created_at,
         )
         checkpoint = None
         if (
@@ -311,7 +319,7 @@ class Ledger:
         ):
             checkpoint = self._checkpoint_record(new_head, [signer], root=tree.root())
         if checkpoint is not None:
-            new_head = _replace_head(new_head, appends_since_checkpoint=0)
+            new_head = replace(new_head, appends_since_checkpoint=0)
         touched = {p.stream: stream_next[p.stream] for p in fresh}
         txn.write(new_entries, nodes, touched, new_head, checkpoint)
         return [r for r in results if r is not None]
@@ -488,10 +496,8 @@ class Ledger:
             auditor.check_batch(batch, nodes.take_while(lambda item, last=last: item[0] <= last))
             if progress is not None:
                 progress(len(batch))
-        report = auditor.finish(head)
-        for end_seq, node in nodes.rest():
-            auditor._find(end_seq, "unexpected-node", f"stored tree node ({node.level}, {node.idx}) beyond the log")
-        return report
+        auditor.check_leftover_nodes(nodes.rest())
+        return auditor.finish(head)
 
 
 class _Peekable:
@@ -519,12 +525,6 @@ class _Peekable:
 def prepared_index(entries_meta: Sequence[tuple[_Prepared, int, int]], entry: NewEntry) -> int:
     first_seq = entries_meta[0][1]
     return entries_meta[entry.entry.seq - first_seq][0].index
-
-
-def _replace_head(head: LogHead, **changes: Any) -> LogHead:
-    from dataclasses import replace
-
-    return replace(head, **changes)
 
 
 def _check_same_event(item: _Prepared, stored: EntryRecord, payload: PayloadRecord | None) -> None:

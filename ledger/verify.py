@@ -272,6 +272,11 @@ class Auditor:
         if earlier != parsed.root:
             self._find(seq, "fork", f"two signed checkpoints of size {record.size} have different roots")
 
+    def check_leftover_nodes(self, nodes: Iterable[tuple[int, NodeRecord]]) -> None:
+        """Stored tree nodes that end beyond the last entry should not exist."""
+        for end_seq, node in nodes:
+            self._find(end_seq, "unexpected-node", f"stored tree node ({node.level}, {node.idx}) lies beyond the log")
+
     def finish(self, head: LogHead) -> AuditReport:
         """Close the audit: checkpoints beyond the last entry mean the tail was cut; the head must agree."""
         self._pool.shutdown()

@@ -32,7 +32,7 @@ def make_engine(url: str) -> Engine:
         url,
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,
+        pool_recycle=1800,  # no pre-ping round trip per checkout: a dropped connection invalidates the pool
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )

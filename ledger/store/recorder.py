@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ledger.errors import ConflictError, NotFoundError, StorageUnavailable
@@ -38,7 +38,6 @@ from ledger.store.tables import (
     logs,
     merkle_nodes,
     payloads,
-    streams,
 )
 
 ENTRY_COLUMNS = (
@@ -65,7 +64,9 @@ class Recorder(Protocol):
     def create_log(self, origin: str, key: KeyRecord, created_at: str) -> LogHead: ...
     def get_log(self, origin: str) -> LogHead: ...
     def list_logs(self) -> list[LogHead]: ...
-    def append_transaction(self, origin: str) -> Any: ...
+    def append_transaction(
+        self, log_id: int, event_ids: Sequence[str] = ..., stream_names: Sequence[str] = ...
+    ) -> Any: ...
     def keys(self, log_id: int) -> list[KeyRecord]: ...
     def iter_entries(self, log_id: int, filters: EntryFilter, batch_size: int = ...) -> Iterator[EntryRecord]: ...
 
@@ -97,6 +98,7 @@ def _head(row: Any) -> LogHead:
         frontier=tuple(frontier[i : i + 32] for i in range(0, len(frontier), 32)),
         appends_since_checkpoint=row.appends_since_checkpoint,
         created_at=row.created_at,
+        active_key_id=row.active_key_id,
     )
 
 
@@ -149,32 +151,23 @@ def _translated(action: str) -> Iterator[None]:
 class AppendTransaction:
     """One locked append: read what the batch needs, then write everything in the same transaction."""
 
-    def __init__(self, connection: Connection, head: LogHead) -> None:
+    def __init__(self, connection: Connection, head: LogHead, prefetched: _Prefetched) -> None:
         self._connection = connection
         self.head = head
+        self._prefetched = prefetched
 
     def existing_events(self, event_ids: Sequence[str]) -> dict[str, EntryRecord]:
-        found: dict[str, EntryRecord] = {}
-        for chunk in _chunks(event_ids):
-            rows = self._connection.execute(
-                select(*ENTRY_COLUMNS).where(entries.c.log_id == self.head.log_id, entries.c.event_id.in_(chunk))
-            )
-            found.update((row.event_id, _entry(row)) for row in rows)
-        return found
+        """Stored entries among ``event_ids`` (read together with the head lock)."""
+        known = self._prefetched.existing
+        return {event_id: known[event_id] for event_id in event_ids if event_id in known}
 
     def payloads(self, seqs: Sequence[int]) -> dict[int, PayloadRecord]:
         return _payloads(self._connection, self.head.log_id, seqs)
 
     def stream_heads(self, names: Sequence[str]) -> dict[str, int]:
-        heads: dict[str, int] = {}
-        for chunk in _chunks(names):
-            rows = self._connection.execute(
-                select(streams.c.stream, streams.c.next_seq).where(
-                    streams.c.log_id == self.head.log_id, streams.c.stream.in_(chunk)
-                )
-            )
-            heads.update((row.stream, row.next_seq) for row in rows)
-        return heads
+        """Next stream_seq of each named stream that exists (read together with the head lock)."""
+        heads = self._prefetched.stream_heads
+        return {name: heads[name] for name in names if name in heads}
 
     def keys(self) -> list[KeyRecord]:
         return _keys(self._connection, self.head.log_id)
@@ -187,82 +180,56 @@ class AppendTransaction:
         new_head: LogHead,
         checkpoint: CheckpointRecord | None,
     ) -> None:
-        """Insert entries, payloads, subjects and tree nodes, advance streams and the head."""
+        """Insert entries, payloads, subjects and tree nodes, advance streams and the head, add the checkpoint.
+
+        Rows go through the driver directly, inside the current transaction: on PostgreSQL large batches
+        use ``COPY`` and everything else is sent in one pipeline (one round trip), on SQLite prepared
+        ``executemany``.  This is the ingest hot path; table and column names are module constants.
+        """
         log_id = self.head.log_id
-        conn = self._connection
-        if new_entries:
-            self._bulk_insert(
-                "entries",
-                ENTRY_INSERT_COLUMNS,
+        bulk: list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]] = [
+            ("entries", ENTRY_INSERT_COLUMNS, [(log_id, *_entry_values(n.entry)) for n in new_entries]),
+            ("payloads", PAYLOAD_INSERT_COLUMNS, [(log_id, n.entry.seq, n.salt, n.payload) for n in new_entries]),
+            (
+                "entry_subjects",
+                SUBJECT_INSERT_COLUMNS,
+                [(log_id, s, n.entry.seq) for n in new_entries for s in n.subjects],
+            ),
+            (
+                "merkle_nodes",
+                NODE_INSERT_COLUMNS,
+                [(log_id, level, idx, ((idx + 1) << level) - 1, digest) for level, idx, digest in nodes],
+            ),
+        ]
+        statements: list[tuple[str, list[tuple[Any, ...]]]] = []
+        if stream_next:
+            rows = [(log_id, name, nxt) for name, nxt in stream_next.items()]
+            statements.append((UPSERT_STREAM_SQL, rows))
+        frontier = b"".join(new_head.frontier)
+        statements.append(
+            (
+                UPDATE_HEAD_SQL,
                 [
                     (
+                        new_head.size,
+                        new_head.head_hash,
+                        frontier,
+                        new_head.appends_since_checkpoint,
+                        new_head.active_key_id,
                         log_id,
-                        n.entry.seq,
-                        n.entry.event_id,
-                        n.entry.stream,
-                        n.entry.stream_seq,
-                        n.entry.type,
-                        n.entry.producer,
-                        n.entry.occurred_at,
-                        n.entry.recorded_at,
-                        n.entry.body,
-                        n.entry.hash,
-                        n.entry.signature,
-                        n.entry.key_id,
                     )
-                    for n in new_entries
                 ],
-            )
-            self._bulk_insert(
-                "payloads",
-                ("log_id", "seq", "salt", "payload"),
-                [(log_id, n.entry.seq, n.salt, n.payload) for n in new_entries],
-            )
-            subject_rows = [(log_id, subject, n.entry.seq) for n in new_entries for subject in n.subjects]
-            if subject_rows:
-                self._bulk_insert("entry_subjects", ("log_id", "subject", "seq"), subject_rows)
-        if nodes:
-            self._bulk_insert(
-                "merkle_nodes",
-                ("log_id", "level", "idx", "end_seq", "hash"),
-                [(log_id, level, idx, ((idx + 1) << level) - 1, digest) for level, idx, digest in nodes],
-            )
-        if stream_next:
-            self._advance_streams(stream_next)
-        conn.execute(
-            update(logs)
-            .where(logs.c.id == log_id)
-            .values(
-                size=new_head.size,
-                head_hash=new_head.head_hash,
-                frontier=b"".join(new_head.frontier),
-                appends_since_checkpoint=new_head.appends_since_checkpoint,
             )
         )
         if checkpoint is not None:
-            self.add_checkpoint(checkpoint)
-        self.head = new_head
-
-    def _bulk_insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert many rows through the driver's fastest path, inside the current transaction.
-
-        PostgreSQL gets ``COPY ... FROM STDIN`` (psycopg 3), SQLite a prepared ``executemany``; both are
-        several times faster than a compiled SQLAlchemy executemany on the ingest path.  Table and column
-        names are constants of this module, never input.
-        """
+            row = (log_id, checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_at)
+            statements.append((INSERT_CHECKPOINT_SQL, [row]))
         raw = self._connection.connection.driver_connection
-        names = ", ".join(columns)
         if isinstance(raw, psycopg.Connection):
-            with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        placeholders = ", ".join("?" for _ in columns)
-        cursor = raw.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})", rows)  # noqa: S608
-        finally:
-            cursor.close()
+            _write_postgres(raw, bulk, statements)
+        else:
+            _write_sqlite(raw, bulk, statements)
+        self.head = new_head
 
     def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
         self._connection.execute(
@@ -278,6 +245,10 @@ class AppendTransaction:
     def add_key(self, key: KeyRecord) -> None:
         _insert_key(self._connection, self.head.log_id, key)
 
+    def set_active_key(self, key_id: str) -> None:
+        self._connection.execute(update(logs).where(logs.c.id == self.head.log_id).values(active_key_id=key_id))
+        self.head = replace(self.head, active_key_id=key_id)
+
     def close_key(self, key_id: str, valid_until_seq: int, valid_until: str) -> None:
         self._connection.execute(
             update(log_keys)
@@ -285,27 +256,157 @@ class AppendTransaction:
             .values(valid_until_seq=valid_until_seq, valid_until=valid_until)
         )
 
-    def _advance_streams(self, stream_next: dict[str, int]) -> None:
-        rows = [{"log_id": self.head.log_id, "stream": name, "next_seq": nxt} for name, nxt in stream_next.items()]
-        dialect = self._connection.dialect.name
-        if dialect == "postgresql":
-            stmt_pg = pg_insert(streams)
-            self._connection.execute(
-                stmt_pg.on_conflict_do_update(
-                    index_elements=[streams.c.log_id, streams.c.stream],
-                    set_={"next_seq": stmt_pg.excluded.next_seq},
-                ),
-                rows,
-            )
-        else:
-            stmt_lite = sqlite_insert(streams)
-            self._connection.execute(
-                stmt_lite.on_conflict_do_update(
-                    index_elements=[streams.c.log_id, streams.c.stream],
-                    set_={"next_seq": stmt_lite.excluded.next_seq},
-                ),
-                rows,
-            )
+
+COPY_THRESHOLD = 64
+PAYLOAD_INSERT_COLUMNS = ("log_id", "seq", "salt", "payload")
+SUBJECT_INSERT_COLUMNS = ("log_id", "subject", "seq")
+NODE_INSERT_COLUMNS = ("log_id", "level", "idx", "end_seq", "hash")
+UPSERT_STREAM_SQL = (
+    "INSERT INTO streams (log_id, stream, next_seq) VALUES ({p}, {p}, {p}) "
+    "ON CONFLICT (log_id, stream) DO UPDATE SET next_seq = excluded.next_seq"
+)
+UPDATE_HEAD_SQL = (
+    "UPDATE logs SET size = {p}, head_hash = {p}, frontier = {p}, appends_since_checkpoint = {p}, "
+    "active_key_id = {p} WHERE id = {p}"
+)
+INSERT_CHECKPOINT_SQL = (
+    "INSERT INTO checkpoints (log_id, size, root, note, created_at) VALUES ({p}, {p}, {p}, {p}, {p})"
+)
+BulkRows = Sequence[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]
+Statements = Sequence[tuple[str, list[tuple[Any, ...]]]]
+
+
+def _entry_values(entry: EntryRecord) -> tuple[Any, ...]:
+    return (
+        entry.seq,
+        entry.event_id,
+        entry.stream,
+        entry.stream_seq,
+        entry.type,
+        entry.producer,
+        entry.occurred_at,
+        entry.recorded_at,
+        entry.body,
+        entry.hash,
+        entry.signature,
+        entry.key_id,
+    )
+
+
+def _insert_sql(table: str, columns: Sequence[str], placeholder: str) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(placeholder for _ in columns)})"  # noqa: S608
+
+
+def _write_postgres(raw: psycopg.Connection[Any], bulk: BulkRows, statements: Statements) -> None:
+    """Large row sets by COPY; everything else in one pipeline, so a small append costs one round trip."""
+    with raw.cursor() as cursor:
+        small = []
+        for table, columns, rows in bulk:
+            if len(rows) >= COPY_THRESHOLD:
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            elif rows:
+                small.append((_insert_sql(table, columns, "%s"), rows))
+        small.extend((sql.format(p="%s"), rows) for sql, rows in statements)
+        with raw.pipeline():
+            for sql, rows in small:
+                cursor.executemany(sql, rows)
+
+
+def _write_sqlite(raw: Any, bulk: BulkRows, statements: Statements) -> None:
+    cursor = raw.cursor()
+    try:
+        for table, columns, rows in bulk:
+            if rows:
+                cursor.executemany(_insert_sql(table, columns, "?"), rows)
+        for sql, rows in statements:
+            cursor.executemany(sql.format(p="?"), rows)
+    finally:
+        cursor.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefetched:
+    existing: dict[str, EntryRecord]
+    stream_heads: dict[str, int]
+
+
+HEAD_COLUMNS = (
+    "id",
+    "origin",
+    "size",
+    "head_hash",
+    "frontier",
+    "appends_since_checkpoint",
+    "created_at",
+    "active_key_id",
+)
+ENTRY_SELECT = ", ".join(column.name for column in ENTRY_COLUMNS)
+HEAD_SELECT = f"SELECT {', '.join(HEAD_COLUMNS)} FROM logs WHERE id = "  # noqa: S608 - constant column names
+
+
+def _head_from_tuple(row: Sequence[Any]) -> LogHead:
+    return _head(SimpleNamespace(**dict(zip(HEAD_COLUMNS, row, strict=True))))
+
+
+def _entry_from_tuple(row: Sequence[Any]) -> EntryRecord:
+    return _entry(SimpleNamespace(**dict(zip((c.name for c in ENTRY_COLUMNS), row, strict=True))))
+
+
+def _lock_and_read_postgres(
+    raw: psycopg.Connection[Any], log_id: int, event_ids: Sequence[str], stream_names: Sequence[str]
+) -> tuple[Sequence[Any] | None, _Prefetched]:
+    """``SELECT ... FOR UPDATE`` on the head row, then the two look-ups, in one pipeline.
+
+    Under READ COMMITTED each statement takes a fresh snapshot, so the look-ups that follow the granted
+    lock see every append committed before it: the row lock on the log head serialises appends.
+    """
+    with raw.cursor() as head_cursor, raw.cursor() as ids_cursor, raw.cursor() as streams_cursor:
+        with raw.pipeline():
+            head_cursor.execute(HEAD_SELECT + "%s FOR UPDATE", (log_id,))
+            if event_ids:
+                ids_cursor.execute(
+                    f"SELECT {ENTRY_SELECT} FROM entries WHERE log_id = %s AND event_id = ANY(%s)",  # noqa: S608
+                    (log_id, list(event_ids)),
+                )
+            if stream_names:
+                streams_cursor.execute(
+                    "SELECT stream, next_seq FROM streams WHERE log_id = %s AND stream = ANY(%s)",
+                    (log_id, list(stream_names)),
+                )
+        head_row = head_cursor.fetchone()
+        existing = [_entry_from_tuple(row) for row in ids_cursor.fetchall()] if event_ids else []
+        heads = dict(streams_cursor.fetchall()) if stream_names else {}
+    return head_row, _Prefetched({e.event_id: e for e in existing}, heads)
+
+
+def _lock_and_read_sqlite(
+    raw: Any, log_id: int, event_ids: Sequence[str], stream_names: Sequence[str]
+) -> tuple[Sequence[Any] | None, _Prefetched]:
+    """The write lock is already held (BEGIN IMMEDIATE); read the head and the look-ups."""
+    cursor = raw.cursor()
+    try:
+        head_row = cursor.execute(HEAD_SELECT + "?", (log_id,)).fetchone()
+        existing: dict[str, EntryRecord] = {}
+        for chunk in _chunks(list(event_ids)):
+            marks = ", ".join("?" for _ in chunk)
+            rows = cursor.execute(
+                f"SELECT {ENTRY_SELECT} FROM entries WHERE log_id = ? AND event_id IN ({marks})",  # noqa: S608
+                (log_id, *chunk),
+            ).fetchall()
+            existing.update((entry.event_id, entry) for entry in map(_entry_from_tuple, rows))
+        heads: dict[str, int] = {}
+        for chunk in _chunks(list(stream_names)):
+            marks = ", ".join("?" for _ in chunk)
+            rows = cursor.execute(
+                f"SELECT stream, next_seq FROM streams WHERE log_id = ? AND stream IN ({marks})",  # noqa: S608
+                (log_id, *chunk),
+            ).fetchall()
+            heads.update(rows)
+    finally:
+        cursor.close()
+    return head_row, _Prefetched(existing, heads)
 
 
 def _keys(connection: Connection, log_id: int) -> list[KeyRecord]:
@@ -367,6 +468,7 @@ class SqlRecorder:
                     frontier=b"",
                     appends_since_checkpoint=0,
                     created_at=created_at,
+                    active_key_id=key.key_id,
                 )
             )
             log_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -390,16 +492,23 @@ class SqlRecorder:
             return _keys(conn, log_id)
 
     @contextmanager
-    def append_transaction(self, origin: str) -> Iterator[AppendTransaction]:
-        """Lock the log head and yield a transaction; commit on normal exit, roll back on any error."""
+    def append_transaction(
+        self, log_id: int, event_ids: Sequence[str] = (), stream_names: Sequence[str] = ()
+    ) -> Iterator[AppendTransaction]:
+        """Lock the log head and yield a transaction; commit on normal exit, roll back on any error.
+
+        The head lock, the look-up of already stored event ids and the stream heads are read together
+        (one pipelined round trip on PostgreSQL) since they are needed by every append.
+        """
         with _translated("appending"), self._write() as conn:
-            query = select(logs).where(logs.c.origin == origin)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()  # the row lock on the log head serialises appends
-            row = conn.execute(query).first()
-            if row is None:
-                raise NotFoundError(f"no log named {origin!r}")
-            yield AppendTransaction(conn, _head(row))
+            raw = conn.connection.driver_connection
+            if isinstance(raw, psycopg.Connection):
+                head_row, prefetched = _lock_and_read_postgres(raw, log_id, event_ids, stream_names)
+            else:
+                head_row, prefetched = _lock_and_read_sqlite(raw, log_id, event_ids, stream_names)
+            if head_row is None:
+                raise NotFoundError(f"no log with id {log_id}")
+            yield AppendTransaction(conn, _head_from_tuple(head_row), prefetched)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -16,6 +16,7 @@ class LogHead:
     frontier: tuple[bytes, ...]
     appends_since_checkpoint: int
     created_at: str
+    active_key_id: str
 
 
 @dataclass(frozen=True, slots=True)

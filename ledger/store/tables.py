@@ -39,6 +39,7 @@ logs = Table(
     # hashes of the complete subtrees of the binary decomposition of size, largest first (32 bytes each)
     Column("frontier", LargeBinary, nullable=False),
     Column("appends_since_checkpoint", BigInteger, nullable=False),
+    Column("active_key_id", String(8), nullable=False),  # the key that signs new entries
     Column("created_at", TIMESTAMP, nullable=False),
 )
 

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("head_hash", sa.LargeBinary(32), nullable=False),
         sa.Column("frontier", sa.LargeBinary, nullable=False),
         sa.Column("appends_since_checkpoint", sa.BigInteger, nullable=False),
+        sa.Column("active_key_id", sa.String(8), nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
     op.create_table(
