@@ -15,6 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ledger.errors import (
+    ConflictError,
     EvidenceError,
     InfrastructureError,
     IntegrityError,
@@ -139,7 +140,11 @@ def _read_events(source: str) -> list[Any]:
     if isinstance(value, dict):
         return [value]
     if isinstance(value, list):
+        if not value:
+            raise ValidationError("no events in the input")
         return value
+    if value is not None:
+        raise ValidationError("the input must be a JSON object, an array of objects, or JSON Lines")
     events = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -151,17 +156,33 @@ def _read_events(source: str) -> list[Any]:
     return events
 
 
+def _validated_event(index: int, raw: Any, max_payload_bytes: int) -> Any:
+    from schemas.envelope import validate_event
+
+    try:
+        return validate_event(raw, max_payload_bytes=max_payload_bytes)
+    except ValidationError as exc:
+        raise ValidationError(f"event {index}: {exc}", field=exc.field, index=index) from exc
+
+
 @app.command()
 @handles_errors
 def append(
     source: Annotated[str, typer.Argument(help="file with a JSON object, a JSON array or JSON Lines; - for stdin")],
     producer: Annotated[str, typer.Option(help="producer identity recorded in each entry")] = "cli",
-    batch_size: Annotated[int, typer.Option(help="events per transaction")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="events per transaction")] = 1000,
     json_out: JsonOption = False,
 ) -> None:
-    """Append events; prints each entry's seq and hash (all events of one batch commit together)."""
-    events = _read_events(source)
+    """Append events; prints each entry's seq and hash.
+
+    Every event is validated before anything is appended, so a bad event appends nothing.  Events are
+    then committed ``--batch-size`` at a time; a conflict in a later batch leaves earlier batches stored.
+    """
     ledger = _ledger()
+    events = [
+        _validated_event(index, raw, ledger.settings.max_payload_bytes)
+        for index, raw in enumerate(_read_events(source))
+    ]
     results = []
     with _progress() as progress:
         task = progress.add_task("appending", total=len(events))
@@ -169,10 +190,10 @@ def append(
             chunk = events[start : start + batch_size]
             try:
                 batch = ledger.append_batch(chunk, producer)
-            except ValidationError as exc:
-                index = None if exc.index is None else exc.index + start
-                prefix = f"event {index}: " if index is not None else ""
-                raise ValidationError(prefix + str(exc).split(": ", 1)[-1], field=exc.field, index=index) from exc
+            except ConflictError as exc:
+                where = "" if exc.index is None else f"event {exc.index + start}: "
+                stored = f" (events 0..{start - 1} were appended by earlier batches)" if start else ""
+                raise ConflictError(where + str(exc).split(": ", 1)[-1] + stored) from exc
             results.extend(batch)
             progress.advance(task, len(chunk))
     for result in results:
@@ -362,7 +383,17 @@ def iter_lines(path: Path) -> Iterator[str]:
 
 
 def main() -> None:
-    app()
+    """Run the CLI; usage errors, like every other error, are one line on stderr."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {message} (see ledger --help)", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ class CanonicalizationError(ValidationError):
 class ConflictError(EvidenceError):
     """The request conflicts with stored state (stale writer, reused event id with other content)."""
 
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
 
 class NotFoundError(EvidenceError):
     """The requested log, entry, checkpoint or key does not exist."""

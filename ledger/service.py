@@ -151,6 +151,8 @@ class Ledger:
     def create(cls, settings: Settings, origin: str, *, signer: NoteSigner | None = None) -> Ledger:
         """Create a log with a new Ed25519 key (or the given one) and its subject secret."""
         recorder = cls.open_recorder(settings)
+        if any(head.origin == origin for head in recorder.list_logs()):
+            raise ConflictError(f"log {origin!r} already exists")
         key_store = KeyStore(settings)
         if signer is None:
             if settings.signing_key is not None:
@@ -295,6 +297,7 @@ class Ledger:
                 raise ConflictError(
                     f"event {item.index}: stream is at stream_seq {stream_seq}, "
                     f"expected_stream_seq was {item.expected_stream_seq}",
+                    index=item.index,
                 )
             stream_next[item.stream] = stream_seq + 1
             entries_meta.append((item, head.size + offset, stream_seq))
@@ -538,6 +541,7 @@ def _check_same_event(item: _Prepared, stored: EntryRecord, payload: PayloadReco
     if not same:
         raise ConflictError(
             f"event {item.index}: event id {item.event_id} is already stored with different content",
+            index=item.index,
         )
 
 
@@ -549,7 +553,8 @@ def _check_same_prepared(item: _Prepared, first: _Prepared) -> None:
         first.payload,
     ):
         raise ConflictError(
-            f"event {item.index}: event id {item.event_id} appears twice in the batch with different content"
+            f"event {item.index}: event id {item.event_id} appears twice in the batch with different content",
+            index=item.index,
         )
 
 

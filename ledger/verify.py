@@ -255,7 +255,9 @@ class Auditor:
     def _check_checkpoint(self, record: CheckpointRecord, root: bytes) -> None:
         self.report.checkpoints_checked += 1
         seq = record.size - 1 if record.size else None
-        verifiers = [v for key, v in self._verifiers.values() if key.covers_size(record.size)]
+        verifiers = [
+            v for key, v in self._verifiers.values() if key.may_sign_checkpoint(record.size, record.created_at)
+        ]
         try:
             opened = open_note(record.note, verifiers)
             parsed = parse_checkpoint(opened.text)

@@ -6,15 +6,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import ConfigurationError, StorageUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+HEAD_REVISION = "0001"  # the newest file in migrations/versions; a test keeps the two equal
 WRITE_OPTION = "ledger_write"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -64,8 +63,24 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at (None for an empty database)."""
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(f"the database is unreachable ({type(exc).__name__})") from exc
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision (Alembic is only loaded when there is work)."""
+    if schema_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     try:

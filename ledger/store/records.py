@@ -34,8 +34,16 @@ class KeyRecord:
         return self.valid_from_seq <= seq and (self.valid_until_seq is None or seq < self.valid_until_seq)
 
     def covers_size(self, size: int) -> bool:
-        """Whether a checkpoint of this size may carry this key's signature."""
+        """Whether this key was the log's key when the tree had this size."""
         return self.valid_from_seq <= size and (self.valid_until_seq is None or size <= self.valid_until_seq)
+
+    def covers_time(self, moment: str) -> bool:
+        """Whether this key was active at ``moment`` (fixed-width RFC 3339 strings compare as times)."""
+        return self.valid_from <= moment and (self.valid_until is None or moment <= self.valid_until)
+
+    def may_sign_checkpoint(self, size: int, created_at: str) -> bool:
+        """A checkpoint is signed by the key of its size, or re-signed later by the key active then."""
+        return self.covers_size(size) or self.covers_time(created_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from ledger.chain import payload_digest_of_bytes, subject_ref
 from ledger.errors import ConflictError, NotFoundError, StorageUnavailable, ValidationError
 from ledger.notes import open_note, parse_checkpoint, parse_verifier_key
 from ledger.service import Ledger
+from ledger.store.database import make_engine
 from ledger.store.records import EntryFilter
 from tests.contract.conftest import ORIGIN, Backend, check_event
 
@@ -270,3 +271,25 @@ def test_signatures_are_base64_ed25519_over_the_exact_body(ledger) -> None:
     entry = ledger.append(check_event(3), producer="p").entry
     encoded = base64.b64encode(entry.signature).decode()
     assert len(base64.b64decode(encoded)) == 64
+
+
+def test_migrations_reach_the_declared_head_and_match_the_tables(backend: Backend) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from ledger.store.database import HEAD_REVISION, MIGRATIONS_DIR, schema_revision
+    from ledger.store.tables import metadata
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+    engine = make_engine(backend.admin_url)
+    try:
+        assert schema_revision(engine) == HEAD_REVISION
+        with engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert differences == []  # the migrated schema is exactly ledger/store/tables.py
+    finally:
+        engine.dispose()
