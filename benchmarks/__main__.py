@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import os
 import platform
 import shlex
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,18 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tests.services import postgres_server
 
     results = Results()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     began = time.perf_counter()
     started = datetime.now(UTC)
     with postgres_server() as server:
         postgres = postgres_facts(server.superuser_url, server.source)
-        print(f"PostgreSQL {postgres['version']} ({server.source}), fsync={postgres['fsync']}, "
-              f"synchronous_commit={postgres['synchronous_commit']}")
+        print(
+            f"PostgreSQL {postgres['version']} ({server.source}), fsync={postgres['fsync']}, "
+            f"synchronous_commit={postgres['synchronous_commit']}"
+        )
         if postgres["fsync"] != "on" or postgres["synchronous_commit"] != "on":
             results.notes.append("WARNING: fsync or synchronous_commit is off: commits were not durable.")
         context = Context(server, scale, results)
+        failed = []
         for name in selected:
             print(f"\n{name}", flush=True)
-            BENCHMARKS[name](context)
+            try:
+                BENCHMARKS[name](context)
+            except Exception as exc:  # report it, run the others, exit non-zero at the end
+                traceback.print_exc()
+                failed.append(name)
+                results.notes.append(f"FAILED: {name}: {type(exc).__name__}: {exc}"[:500])
     elapsed = time.perf_counter() - began
 
     facts = results.facts
@@ -128,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpu_model": cpu_model(),
             "memory": memory_total(),
             "platform": platform.platform(),
+            "load_average_at_start": load_before,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "python": platform.python_version(),
         "postgres": postgres,
@@ -145,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if f"{key}_bytes" in facts
         },
         "ledger_audit_ok": facts.get("ledger_audit_ok"),
+        "memory_source": facts.get("memory_source"),
+        "failed": failed,
         "notes": results.notes,
         "elapsed_s": round(elapsed, 1),
     }
@@ -154,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_write:
         report.write(results, meta)
         print(f"wrote {report.RESULTS_JSON.relative_to(ROOT)} and {report.BENCHMARKS_MD.relative_to(ROOT)}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from ledger.service import Ledger
+    from ledger.settings import Settings
     from tests.services import Database, PostgresServer
 
 ORIGIN = "bench.example/ledger"
@@ -199,25 +200,36 @@ class Context:
     @contextlib.contextmanager
     def ledger(self, prefix: str) -> Iterator[Ledger]:
         """A new ledger (migrations run, key created) in its own database and key directory."""
-        from ledger.service import Ledger
-        from ledger.settings import Settings
+        with self.database(prefix) as database, new_ledger(database.superuser_url) as ledger:
+            yield ledger
 
-        with self.database(prefix) as database, tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
-            # Stated explicitly so that LEDGER_* variables in the environment cannot change the workload.
-            settings = Settings(
-                data_dir=Path(tmp),
-                database_url=database.superuser_url,
-                checkpoint_interval=1,
-                max_batch_events=10_000,
-                signing_key=None,
-                subject_secret=None,
-                log_origin=None,
-            )
-            ledger = Ledger.create(settings, ORIGIN)
-            try:
-                yield ledger
-            finally:
-                ledger.recorder.engine.dispose()
+
+def ledger_settings(data_dir: Path, url: str) -> Settings:
+    """The ledger's settings for a benchmark, stated in full so that LEDGER_* variables cannot change them."""
+    from ledger.settings import Settings
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=url,
+        checkpoint_interval=1,
+        max_batch_events=10_000,
+        signing_key=None,
+        subject_secret=None,
+        log_origin=None,
+    )
+
+
+@contextlib.contextmanager
+def new_ledger(url: str, data_dir: Path | None = None) -> Iterator[Ledger]:
+    """``Ledger.create`` on the database at ``url``; key files in ``data_dir`` or a temporary directory."""
+    from ledger.service import Ledger
+
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ledger-bench-")))
+        ledger = Ledger.create(ledger_settings(data_dir, url), ORIGIN)
+        stack.callback(ledger.recorder.engine.dispose)
+        yield ledger
 
 
 def conninfo(sqlalchemy_url: str) -> str:

@@ -6,123 +6,144 @@
   commit per batch into a plain table, plus the time to Ed25519-sign the same bodies on one thread.
 - ``eventsourcing.batch``: the eventsourcing library's PostgreSQL application recorder, one
   ``insert_events`` call (one transaction) per batch.
-- ``ingest.batch.peak_rss_mb``: the process's RSS high-water mark right after the ledger run (the ledger
-  runs first, so baselines do not count), beside the high-water mark before it.
+- ``ingest.batch.peak_rss_mb``: the RSS high-water mark of a child process that runs only the ledger's
+  batch workload (``benchmarks.memory``), beside its high-water mark before the run.
 
-Each contender gets one untimed warm-up batch; event dicts are built outside the timed sections, batch by
-batch, so that the workload itself does not inflate the memory figure.
+The three contenders run side by side and take turns (``benchmarks.rounds``), after one untimed warm-up
+batch each.  Event dicts are built batch by batch outside the timed calls.  The memory child runs before
+the race; the ledger's log is audited after it (not timed into the rate).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from benchmarks import peers
+from benchmarks import memory, peers
 from benchmarks.common import (
     BATCH_SIZE,
     EVENTS_PER_S,
-    MEGABYTES,
     PRODUCER,
     Context,
     Stopwatch,
     Target,
     batches,
     make_events,
-    peak_rss_mb,
     rate,
 )
+from benchmarks.rounds import Contender, race
 
 NAME = "ingest.batch"
 TARGET = Target(15_000, EVENTS_PER_S)
 
 
+def _event_batches(start: int, count: int) -> Iterator[list[dict[str, Any]]]:
+    for offset, size in batches(count):
+        yield make_events(start + offset, size)
+
+
 def run(ctx: Context) -> None:
-    ledger_batch(ctx)
-    raw_copy_plus_sign(ctx)
-    eventsourcing_batch(ctx)
-    ctx.results.compare(NAME, "raw.copy_plus_sign", TARGET)
-    ctx.results.compare(NAME, "eventsourcing.batch", TARGET)
-    ctx.results.compare(f"{NAME}.peak_rss_mb", "process.peak_rss_before_mb")
+    results, total = ctx.results, ctx.scale.batch_events
+    memory.run(ctx)  # first, while this process is small (see benchmarks.memory)
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(ctx.ledger("bench_ledger_batch"))
 
+        def write_ledger(_worker: int, events: list[dict[str, Any]]) -> None:
+            ledger.append_batch(events, producer=PRODUCER)
 
-def ledger_batch(ctx: Context) -> None:
-    total = ctx.scale.batch_events
-    results = ctx.results
-    results.add("process.peak_rss_before_mb", peak_rss_mb(), MEGABYTES, "RSS high-water before the ledger run")
-    with ctx.ledger("bench_ledger_batch") as ledger:
-        ledger.append_batch(make_events(total, BATCH_SIZE), producer=PRODUCER)  # warm-up, not timed
-        stopwatch = Stopwatch()
-        for start, count in batches(total):
-            events = make_events(start, count)
-            with stopwatch:
-                ledger.append_batch(events, producer=PRODUCER)
-        rss = peak_rss_mb()
-        results.add(NAME, rate(total, stopwatch.seconds), EVENTS_PER_S, f"{total:,} events in {stopwatch.seconds:.1f} s")
-        results.add(f"{NAME}.peak_rss_mb", rss, MEGABYTES, "RSS high-water after the ledger run")
-        head = ledger.head()
-        first = ledger.entry(0)
-        payload = ledger.payload(0)
-        results.facts["ledger_body_bytes"] = len(first.body)
-        results.facts["ledger_payload_bytes"] = len(payload.payload or b"") if payload else None
-        began = time.perf_counter()
-        report = ledger.audit()
-        audit_seconds = time.perf_counter() - began
+        contenders = [Contender(NAME, "Ledger.append_batch", _event_batches, write_ledger)]
+        raw, sign_time, copy_time = raw_contender(ctx, stack)
+        contenders.append(raw)
+        if peers.eventsourcing_version() is None:
+            results.notes.append("eventsourcing is not installed (pip install -e '.[bench]'): peer skipped")
+        else:
+            contenders.append(eventsourcing_contender(ctx, stack))
+
+        seconds = race(contenders, total, warmup=BATCH_SIZE)
+
+        results.add(NAME, rate(total, seconds[NAME]), EVENTS_PER_S, f"{total:,} events in {seconds[NAME]:.1f} s")
+        copy_plus_sign = sign_time.seconds + copy_time.seconds
         results.add(
-            "audit", rate(head.size, audit_seconds), EVENTS_PER_S, f"Ledger.audit() of {head.size:,} entries, ok={report.ok}"
+            "raw.copy_plus_sign",
+            rate(total, copy_plus_sign),
+            EVENTS_PER_S,
+            f"COPY {copy_time.seconds:.2f} s + sign {sign_time.seconds:.2f} s",
         )
-        results.facts["ledger_audit_ok"] = report.ok
-        if not report.ok:
-            results.notes.append(f"WARNING: the audit after {NAME} reported findings: {report!r}"[:2000])
+        results.add("raw.copy", rate(total, copy_time.seconds), EVENTS_PER_S, "binary COPY + commit per batch")
+        results.add("raw.sign", rate(total, sign_time.seconds), EVENTS_PER_S, "Ed25519 signing, one thread")
+        if "eventsourcing.batch" in seconds:
+            spent = seconds["eventsourcing.batch"]
+            results.add(
+                "eventsourcing.batch",
+                rate(total, spent),
+                EVENTS_PER_S,
+                f"eventsourcing {peers.eventsourcing_version()}, insert_events per {BATCH_SIZE:,}",
+            )
+        audit(ctx, ledger)
+
+    results.compare(NAME, "raw.copy_plus_sign", TARGET)
+    results.compare(NAME, "eventsourcing.batch", TARGET)
+    results.compare(memory.FIGURE, memory.BASELINE)
 
 
-def raw_copy_plus_sign(ctx: Context) -> None:
-    total = ctx.scale.batch_events
+def audit(ctx: Context, ledger: Any) -> None:
+    """Check the log the run wrote, and note the stored sizes of an entry next to the baseline rows."""
+    results = ctx.results
+    head = ledger.head()
+    payload = ledger.payload(0)
+    results.facts["ledger_body_bytes"] = len(ledger.entry(0).body)
+    results.facts["ledger_payload_bytes"] = len(payload.payload or b"") if payload else None
+    began = time.perf_counter()
+    report = ledger.audit()
+    spent = time.perf_counter() - began
+    results.facts["ledger_audit_ok"] = report.ok
+    results.add(
+        "audit", rate(head.size, spent), EVENTS_PER_S, f"Ledger.audit() of {head.size:,} entries, ok={report.ok}"
+    )
+    if not report.ok:
+        results.notes.append(f"WARNING: the audit after {NAME} reported findings: {report!r}"[:2000])
+
+
+def raw_contender(ctx: Context, stack: contextlib.ExitStack) -> tuple[Contender, Stopwatch, Stopwatch]:
+    """Sign a batch of ledger-sized rows, then COPY them and commit; the two parts are timed apart."""
+    database = stack.enter_context(ctx.database("bench_raw_copy"))
+    conn = stack.enter_context(peers.raw_connection(database))
     key = Ed25519PrivateKey.generate()
     maker = peers.RawRowMaker()
     sign_time, copy_time = Stopwatch(), Stopwatch()
-    with ctx.database("bench_raw_copy") as database, peers.raw_connection(database) as conn:
-        warmup = maker.rows(make_events(total, BATCH_SIZE))
-        peers.copy_rows(conn, [row.with_signature(key.sign(row.body)) for row in warmup])
-        for start, count in batches(total):
-            rows = maker.rows(make_events(start, count))
-            with sign_time:
-                signatures = [key.sign(row.body) for row in rows]
-            signed = [row.with_signature(sig) for row, sig in zip(rows, signatures, strict=True)]
-            with copy_time:
-                peers.copy_rows(conn, signed)
-    results = ctx.results
-    results.facts["raw_body_bytes"] = len(warmup[0].body)
-    results.facts["raw_payload_bytes"] = len(warmup[0].payload)
-    seconds = sign_time.seconds + copy_time.seconds
-    results.add(
-        "raw.copy_plus_sign",
-        rate(total, seconds),
-        EVENTS_PER_S,
-        f"COPY {copy_time.seconds:.2f} s + sign {sign_time.seconds:.2f} s",
-    )
-    results.add("raw.copy", rate(total, copy_time.seconds), EVENTS_PER_S, "binary COPY + commit per batch")
-    results.add("raw.sign", rate(total, sign_time.seconds), EVENTS_PER_S, "Ed25519 signing, one thread")
+
+    def prepare(start: int, count: int) -> Iterator[list[peers.RawRow]]:
+        for events in _event_batches(start, count):
+            rows = maker.rows(events)
+            ctx.results.facts.setdefault("raw_body_bytes", len(rows[0].body))
+            ctx.results.facts.setdefault("raw_payload_bytes", len(rows[0].payload))
+            yield rows
+
+    def write(_worker: int, rows: list[peers.RawRow]) -> None:
+        with sign_time:
+            signatures = [key.sign(row.body) for row in rows]
+        signed = [row.with_signature(sig) for row, sig in zip(rows, signatures, strict=True)]
+        with copy_time:
+            peers.copy_rows(conn, signed)
+
+    def after_warmup() -> None:
+        sign_time.seconds = copy_time.seconds = 0.0
+
+    contender = Contender("raw.copy_plus_sign", "COPY + sign", prepare, write, after_warmup=after_warmup)
+    return contender, sign_time, copy_time
 
 
-def eventsourcing_batch(ctx: Context) -> None:
-    version = peers.eventsourcing_version()
-    if version is None:
-        ctx.results.notes.append("eventsourcing is not installed (pip install -e '.[bench]'): peer skipped")
-        return
-    total = ctx.scale.batch_events
+def eventsourcing_contender(ctx: Context, stack: contextlib.ExitStack) -> Contender:
+    """eventsourcing's ``insert_events`` per batch, stored events built inside the timed call."""
+    database = stack.enter_context(ctx.database("bench_es_batch"))
+    recorder = stack.enter_context(peers.eventsourcing_recorder(database))
     maker = peers.StoredEventMaker()
-    stopwatch = Stopwatch()
-    with ctx.database("bench_es_batch") as database, peers.eventsourcing_recorder(database) as recorder:
-        recorder.insert_events(maker.stored(make_events(total, BATCH_SIZE)))  # warm-up
-        for start, count in batches(total):
-            events = make_events(start, count)
-            with stopwatch:
-                recorder.insert_events(maker.stored(events))
-    ctx.results.add(
-        "eventsourcing.batch",
-        rate(total, stopwatch.seconds),
-        EVENTS_PER_S,
-        f"eventsourcing {version}, insert_events per {BATCH_SIZE:,}",
-    )
+
+    def write(_worker: int, events: list[dict[str, Any]]) -> None:
+        recorder.insert_events(maker.stored(events))
+
+    return Contender("eventsourcing.batch", "insert_events", _event_batches, write)

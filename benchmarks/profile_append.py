@@ -6,7 +6,8 @@ Only the append loop runs under the profiler (events are built beforehand).  The
 rate, the own time (``tottime``) grouped by area (ledger code, SQLAlchemy, psycopg, pydantic, signing,
 waiting on the server, ...), then the top functions by own and by cumulative time.  cProfile adds
 overhead to every Python call, so the rate is lower than in ``python -m benchmarks``; the proportions are
-what count.
+what count.  cProfile sees the calling thread only: the half of a large batch that the ledger signs on its
+signing thread is not in the figures (the calling thread's wait for it shows as lock time).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from benchmarks.common import BATCH_SIZE, PRODUCER, Context, Results, Scale, bat
 
 AREAS = (
     # (substring of the filename or built-in function name, area), first match wins
+    # psycopg's wait() runs the C wait loop: its own time is time spent waiting for the server's answer
+    ("psycopg/connection.py:wait", "waiting on the server (psycopg wait)"),
+    ("psycopg/waiting.py", "waiting on the server (psycopg wait)"),
     ("/ledger/store/", "ledger.store (recorder)"),
     ("/ledger/", "ledger (core + service)"),
     ("/schemas/", "schemas (validation models)"),
@@ -37,11 +41,11 @@ AREAS = (
     ("sha256", "hashlib / hmac"),
     ("hmac", "hashlib / hmac"),
     ("orjson", "orjson"),
-    ("select.", "waiting on the server (select/poll)"),
-    ("poll", "waiting on the server (select/poll)"),
-    ("wait", "waiting on the server (select/poll)"),
-    ("socket", "waiting on the server (select/poll)"),
-    ("recv", "waiting on the server (select/poll)"),
+    ("select.", "waiting on the server (psycopg wait)"),
+    ("poll", "waiting on the server (psycopg wait)"),
+    ("wait", "waiting on the server (psycopg wait)"),
+    ("socket", "waiting on the server (psycopg wait)"),
+    ("recv", "waiting on the server (psycopg wait)"),
     ("threading", "threads / locks"),
     ("lock", "threads / locks"),
     ("concurrent/futures", "threads / locks"),

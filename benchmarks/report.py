@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Results, Row, format_number
+from benchmarks.rounds import ROUNDS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RESULTS_JSON = PACKAGE_DIR / "results.json"
@@ -23,8 +24,12 @@ DESCRIPTIONS = {
     "eventsourcing.batch": "The `eventsourcing` library's `PostgresApplicationRecorder.insert_events` with "
     "1,000 stored events per call (one transaction; the state is the event dict as JSON, one aggregate "
     "sequence per stream).",
-    "ingest.batch.peak_rss_mb": "RSS high-water mark of the benchmark process (`getrusage`) right after the "
-    "ledger batch run, beside the high-water mark before it (`process.peak_rss_before_mb`).",
+    "ingest.batch.peak_rss_mb": "RSS high-water mark (`resource.getrusage`) of a child process that does "
+    "nothing but the ledger's batch run (same counts, batches built one at a time), read after the last "
+    "batch, beside its high-water mark after imports and `Ledger.open` (`ingest.batch.rss_before_run_mb`). "
+    "A child of its own, because the harness process also hosts the baselines. Linux carries a parent's "
+    "high-water mark into a child, so when `getrusage` shows the harness's mark the child's own `VmHWM` is "
+    "used (the run details say which).",
     "audit": "`Ledger.audit()` over the log written by the batch run (every signature, hash, chain link, "
     "tree node and checkpoint re-checked); no baseline, shown for scale.",
     "ingest.single": "`Ledger.append`, one event per transaction, sequential on one thread.",
@@ -42,7 +47,7 @@ def ratio_key(row: Row) -> str:
 
 
 def table_cells(results: Results) -> list[tuple[str, ...]]:
-    cells = []
+    cells: list[tuple[str, ...]] = []
     for row in results.rows:
         figure = results.figures[row.figure]
         value = f"{format_number(figure.value)} {figure.unit}"
@@ -75,7 +80,9 @@ def console_table(results: Results) -> str:
     right = {1, 3, 4}
 
     def line(row: tuple[str, ...]) -> str:
-        parts = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        parts = [
+            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
         return "  ".join(parts).rstrip()
 
     out = [line(rows[0]), "  ".join("-" * w for w in widths)]
@@ -143,14 +150,21 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
     lines += [
         "",
         "Events are built outside the timed sections and each contender makes untimed warm-up writes",
-        "(one batch, or a few single writes) first. Row sizes: ledger body "
+        "(one batch, or a few single writes) first. Commit latency drifts on virtual disks and the machine",
+        "may be shared, so the contenders of a benchmark are set up side by side and take turns: the events",
+        f"are split into {ROUNDS} rounds, every contender writes the same share in each round, the order rotates,",
+        "and each figure is its events over the sum of its timed writes.",
+        "",
+        "Row sizes: ledger body "
         f"{meta['row_bytes'].get('ledger_body', '?')} bytes and payload "
         f"{meta['row_bytes'].get('ledger_payload', '?')} bytes; baseline rows "
         f"{meta['row_bytes'].get('raw_body', '?')} and {meta['row_bytes'].get('raw_payload', '?')} bytes.",
         "",
         "## Run details",
         "",
-        f"- Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory']}",
+        f"- Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory']}; load average "
+        f"{' / '.join(str(x) for x in machine['load_average_at_start'])} (1/5/15 min) at the start, "
+        f"{' / '.join(str(x) for x in machine['load_average_at_end'])} at the end",
         f"- Python {meta['python']}; psycopg {meta['versions'].get('psycopg')}, "
         f"SQLAlchemy {meta['versions'].get('sqlalchemy')}, cryptography {meta['versions'].get('cryptography')}, "
         f"eventsourcing {meta['versions'].get('eventsourcing')}",
@@ -160,7 +174,13 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         f"- Counts: {counts['batch_events']:,} events in batches of {counts['batch_size']:,}; "
         f"{counts['single_events']:,} single appends (after {counts['warmup_single']} warm-up); "
         f"{counts['threads']} threads for the concurrent variant",
+        f"- Memory figures read from: {meta.get('memory_source') or 'not measured'}; "
+        f"audit of the batch log passed: {meta.get('ledger_audit_ok')}",
         f"- Wall-clock time of the whole run: {meta['elapsed_s']:.0f} s",
+        "",
+        "Commit latency on a shared virtual disk varies from run to run (by a factor of two or more for the",
+        "plain INSERT + commit baseline on the 2-CPU development machine), which is why every figure is read",
+        "against baselines from the same run rather than against older numbers.",
         "",
     ]
     return "\n".join(lines)
