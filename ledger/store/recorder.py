@@ -15,7 +15,20 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 import psycopg
-from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    and_,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ledger.errors import ConflictError, NotFoundError, StorageUnavailable
@@ -37,6 +50,7 @@ from ledger.store.tables import (
     log_keys,
     logs,
     merkle_nodes,
+    metadata,
     payloads,
 )
 
@@ -297,13 +311,26 @@ def _insert_sql(table: str, columns: Sequence[str], placeholder: str) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(placeholder for _ in columns)})"  # noqa: S608
 
 
+def _binary_copy_type(table: str, column: str) -> str:
+    """The PostgreSQL type name binary COPY needs for a column of ``ledger/store/tables.py``."""
+    column_type = metadata.tables[table].c[column].type
+    if isinstance(column_type, LargeBinary):
+        return "bytea"
+    if isinstance(column_type, SmallInteger):
+        return "int2"
+    if isinstance(column_type, BigInteger | Integer):
+        return "int8" if isinstance(column_type, BigInteger) else "int4"
+    return "text"
+
+
 def _write_postgres(raw: psycopg.Connection[Any], bulk: BulkRows, statements: Statements) -> None:
     """Large row sets by COPY; everything else in one pipeline, so a small append costs one round trip."""
     with raw.cursor() as cursor:
         small = []
         for table, columns, rows in bulk:
             if len(rows) >= COPY_THRESHOLD:
-                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types([_binary_copy_type(table, column) for column in columns])
                     for row in rows:
                         copy.write_row(row)
             elif rows:
