@@ -324,7 +324,7 @@ class Ledger:
         if checkpoint is not None:
             new_head = replace(new_head, appends_since_checkpoint=0)
         touched = {p.stream: stream_next[p.stream] for p in fresh}
-        txn.write(new_entries, nodes, touched, new_head, checkpoint)
+        txn.write(new_entries, nodes, touched, new_head, checkpoint, commit=checkpoint_signers is None)
         return [r for r in results if r is not None]
 
     def _resolve_duplicates(

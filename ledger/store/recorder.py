@@ -193,8 +193,13 @@ class AppendTransaction:
         stream_next: dict[str, int],
         new_head: LogHead,
         checkpoint: CheckpointRecord | None,
+        *,
+        commit: bool = False,
     ) -> None:
         """Insert entries, payloads, subjects and tree nodes, advance streams and the head, add the checkpoint.
+
+        With ``commit`` the transaction is committed in the same PostgreSQL pipeline (one round trip
+        saved per append); nothing may be written in this transaction afterwards.
 
         Rows go through the driver directly, inside the current transaction: on PostgreSQL large batches
         use ``COPY`` and everything else is sent in one pipeline (one round trip), on SQLite prepared
@@ -240,7 +245,7 @@ class AppendTransaction:
             statements.append((INSERT_CHECKPOINT_SQL, [row]))
         raw = self._connection.connection.driver_connection
         if isinstance(raw, psycopg.Connection):
-            _write_postgres(raw, bulk, statements)
+            _write_postgres(raw, bulk, statements, commit=commit)
         else:
             _write_sqlite(raw, bulk, statements)
         self.head = new_head
@@ -323,7 +328,7 @@ def _binary_copy_type(table: str, column: str) -> str:
     return "text"
 
 
-def _write_postgres(raw: psycopg.Connection[Any], bulk: BulkRows, statements: Statements) -> None:
+def _write_postgres(raw: psycopg.Connection[Any], bulk: BulkRows, statements: Statements, *, commit: bool) -> None:
     """Large row sets by COPY; everything else in one pipeline, so a small append costs one round trip."""
     with raw.cursor() as cursor:
         small = []
@@ -339,6 +344,9 @@ def _write_postgres(raw: psycopg.Connection[Any], bulk: BulkRows, statements: St
         with raw.pipeline():
             for sql, rows in small:
                 cursor.executemany(sql, rows)
+            if commit:
+                # the outer SQLAlchemy commit then finds no open transaction and sends nothing
+                cursor.execute("COMMIT")
 
 
 def _write_sqlite(raw: Any, bulk: BulkRows, statements: Statements) -> None:
