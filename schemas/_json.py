@@ -64,49 +64,27 @@ def _object_ok(obj: dict[str, Any], depth: int) -> bool:
     """Fast yes/no form of :func:`_scan` for an object (the common case: everything is fine)."""
     if depth > MAX_JSON_DEPTH:
         return False
-    for key, value in obj.items():
-        if type(key) is not str:
-            return False
-        kind = type(value)
-        if kind in _SCALARS:
-            continue
-        if kind is int:
-            if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-                continue
-            return False
-        if kind is dict:
-            if _object_ok(value, depth + 1):
-                continue
-            return False
-        if kind is list:
-            if _array_ok(value, depth + 1):
-                continue
-            return False
-        return False
-    return True
+    return all(type(key) is str and _value_ok(value, depth) for key, value in obj.items())
 
 
 def _array_ok(array: list[Any], depth: int) -> bool:
     if depth > MAX_JSON_DEPTH:
         return False
-    for value in array:
-        kind = type(value)
-        if kind in _SCALARS:
-            continue
-        if kind is int:
-            if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-                continue
-            return False
-        if kind is dict:
-            if _object_ok(value, depth + 1):
-                continue
-            return False
-        if kind is list:
-            if _array_ok(value, depth + 1):
-                continue
-            return False
-        return False
-    return True
+    return all(_value_ok(value, depth) for value in array)
+
+
+def _value_ok(value: Any, depth: int) -> bool:
+    """One member of an object or array: a scalar, a safe integer, or a container that is itself fine."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    if kind is dict:
+        return _object_ok(value, depth + 1)
+    if kind is list:
+        return _array_ok(value, depth + 1)
+    return False
 
 
 def _scan(container: dict[str, Any] | list[Any], depth: int) -> None:

@@ -378,6 +378,7 @@ HEAD_COLUMNS = (
     "active_key_id",
 )
 ENTRY_SELECT = ", ".join(column.name for column in ENTRY_COLUMNS)
+ENTRIES_SELECT = f"SELECT {ENTRY_SELECT} FROM entries"  # noqa: S608 - constant column names
 HEAD_SELECT = f"SELECT {', '.join(HEAD_COLUMNS)} FROM logs WHERE id = "  # noqa: S608 - constant column names
 
 
@@ -416,6 +417,16 @@ def _lock_and_read_postgres(
     return head_row, _Prefetched({e.event_id: e for e in existing}, heads)
 
 
+def _select_in(cursor: Any, select_from: str, log_id: int, column: str, values: Sequence[str]) -> list[Any]:
+    """Rows of one log whose ``column`` is among ``values``, in chunks that fit SQLite's parameter limit."""
+    rows: list[Any] = []
+    for chunk in _chunks(list(values)):
+        marks = ", ".join("?" for _ in chunk)
+        query = f"{select_from} WHERE log_id = ? AND {column} IN ({marks})"
+        rows.extend(cursor.execute(query, (log_id, *chunk)).fetchall())
+    return rows
+
+
 def _lock_and_read_sqlite(
     raw: Any, log_id: int, event_ids: Sequence[str], stream_names: Sequence[str]
 ) -> tuple[Sequence[Any] | None, _Prefetched]:
@@ -423,22 +434,9 @@ def _lock_and_read_sqlite(
     cursor = raw.cursor()
     try:
         head_row = cursor.execute(HEAD_SELECT + "?", (log_id,)).fetchone()
-        existing: dict[str, EntryRecord] = {}
-        for chunk in _chunks(list(event_ids)):
-            marks = ", ".join("?" for _ in chunk)
-            rows = cursor.execute(
-                f"SELECT {ENTRY_SELECT} FROM entries WHERE log_id = ? AND event_id IN ({marks})",  # noqa: S608
-                (log_id, *chunk),
-            ).fetchall()
-            existing.update((entry.event_id, entry) for entry in map(_entry_from_tuple, rows))
-        heads: dict[str, int] = {}
-        for chunk in _chunks(list(stream_names)):
-            marks = ", ".join("?" for _ in chunk)
-            rows = cursor.execute(
-                f"SELECT stream, next_seq FROM streams WHERE log_id = ? AND stream IN ({marks})",  # noqa: S608
-                (log_id, *chunk),
-            ).fetchall()
-            heads.update(rows)
+        entry_rows = _select_in(cursor, ENTRIES_SELECT, log_id, "event_id", event_ids)
+        existing = {entry.event_id: entry for entry in map(_entry_from_tuple, entry_rows)}
+        heads = dict(_select_in(cursor, "SELECT stream, next_seq FROM streams", log_id, "stream", stream_names))
     finally:
         cursor.close()
     return head_row, _Prefetched(existing, heads)
