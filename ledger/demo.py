@@ -166,11 +166,12 @@ def _incident(rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
 def _append_day(ledger: Ledger, checks: int) -> dict[str, int]:
     rng = random.Random(20261120)
     groups: dict[str, list[dict[str, Any]]] = {}
-    counts = {"check.result": 0, "approval.decision": 0, "incident": 0}
+    counts = {"check.result": 0, "approval.decision": 0, "incident": 0, "failed": 0}
     for producer, event in [*_check_results(rng, checks), *_approvals(rng, 60), *_incident(rng)]:
         groups.setdefault(producer, []).append(event)
         kind = event["type"] if event["type"] in counts else "incident"
         counts[kind] += 1
+        counts["failed"] += event["payload"].get("status") in ("fail", "error")
     for producer, events in groups.items():
         for start in range(0, len(events), 500):
             ledger.append_batch(events[start : start + 500], producer)
@@ -195,7 +196,10 @@ def run_demo(settings: Settings, checks: int = 5000) -> None:
     counts = _append_day(ledger, checks)
     elapsed = time.perf_counter() - started
     total = ledger.head().size
-    _say(f"{counts['check.result']:>6} control check results from 7 scanners, across {len(CONTROLS)} controls")
+    _say(
+        f"{counts['check.result']:>6} control check results from 7 scanners, across {len(CONTROLS)} controls "
+        f"({counts['failed']} failed or errored)"
+    )
     _say(f"{counts['approval.decision']:>6} change approvals (four-eyes: requester and approver always differ)")
     _say(f"{counts['incident']:>6} events of incident INC-2026-0042 (payment gateway outage: detected, classified)")
     _say(f"{total:>6} entries appended in {elapsed:.1f} s ({total / elapsed:,.0f} signed entries/s)")
