@@ -7,9 +7,10 @@ builds bodies, chains, signs, extends the Merkle tree and writes everything in o
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,32 @@ class _Prepared:
     expected_stream_seq: int | None
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One caller's batch waiting for a group commit."""
+
+    prepared: list[_Prepared]
+    results: list[AppendResult] | None = None
+    error: Exception | None = None
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one transaction will write, built batch by batch on the locked head."""
+
+    head: LogHead
+    signer: NoteSigner
+    tree: merkle.CompactRange
+    prev: bytes
+    recorded_at: str
+    known: dict[str, tuple[EntryRecord, bytes | None]]
+    stream_next: dict[str, int]
+    new_entries: list[NewEntry] = field(default_factory=list)
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    touched: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class InclusionProof:
     index: int
@@ -120,6 +147,9 @@ class Ledger:
         self._log_id = recorder.get_log(origin).log_id
         self._signer: NoteSigner | None = None
         self._subject_secret: bytes | None = None
+        self._writer_lock = threading.Lock()  # one writing thread per Ledger; others queue (group commit)
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
 
     # --- opening and creating ---------------------------------------------------------------------
 
@@ -215,13 +245,15 @@ class Ledger:
             "occurred_at": now,
             "payload": payload,
         }
-        with self.recorder.append_transaction(self._log_id, [event_id], [KEY_STREAM]) as txn:
-            old_signer = self._signer_for(txn.head.active_key_id)
+        with self._writer_lock, self.recorder.append_transaction(self._log_id, [event_id], [KEY_STREAM]) as txn:
+            plan = self._start_plan(txn, [event_id])
+            old_signer = plan.signer
             payload["previous_key_id"] = old_signer.key_id.hex()
             prepared = [
                 self._prepare(0, validate_event(event, max_payload_bytes=self.settings.max_payload_bytes), actor)
             ]
-            results = self._append_locked(txn, prepared, old_signer, checkpoint_signers=[])
+            results = self._plan(plan, prepared)
+            self._finish_plan(txn, plan, commit=False, checkpoint=False)
             handover = results[0].entry.seq + 1
             txn.close_key(old_signer.key_id.hex(), handover, now)
             new_key = KeyRecord(new_signer.key_id.hex(), new_signer.verifier_key(), handover, None, now, None)
@@ -237,18 +269,52 @@ class Ledger:
         return self.append_batch([event], producer)[0]
 
     def append_batch(self, events: Sequence[EventIn | Mapping[str, Any]], producer: str) -> list[AppendResult]:
-        """Append events in one transaction: all are stored, or none (the error names the bad index)."""
+        """Append events in one transaction: all are stored, or none (the error names the bad index).
+
+        Concurrent callers in this process share transactions (group commit): while one thread writes,
+        the others queue, and the next writer takes every queued batch into one transaction and one
+        durable commit.  Each batch is still all-or-nothing: a batch that conflicts fails alone.
+        """
         if not events:
             return []
         if len(events) > self.settings.max_batch_events:
             raise ValidationError(
                 f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}"
             )
-        prepared = [self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)]
-        event_ids = sorted({p.event_id for p in prepared})
-        stream_names = sorted({p.stream for p in prepared})
-        with self.recorder.append_transaction(self._log_id, event_ids, stream_names) as txn:
-            return self._append_locked(txn, prepared, self._signer_for(txn.head.active_key_id))
+        pending = _Pending([self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)])
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._writer_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit_group(group)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.results is not None
+        return pending.results
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        """Plan every queued batch on one locked head and write them in one transaction."""
+        prepared = [item for pending in group for item in pending.prepared]
+        try:
+            event_ids = sorted({p.event_id for p in prepared})
+            stream_names = sorted({p.stream for p in prepared})
+            with self.recorder.append_transaction(self._log_id, event_ids, stream_names) as txn:
+                plan = self._start_plan(txn, event_ids)
+                for pending in group:
+                    try:
+                        pending.results = self._plan(plan, pending.prepared)
+                    except (ConflictError, ValidationError) as exc:
+                        pending.error = exc
+                self._finish_plan(txn, plan, commit=True)
+        except Exception as exc:
+            for pending in group:
+                if pending.error is None:
+                    pending.error, pending.results = exc, None
+        finally:
+            for pending in group:
+                pending.done = True
 
     def _validated(self, index: int, event: EventIn | Mapping[str, Any]) -> EventIn:
         if isinstance(event, EventIn):
@@ -278,21 +344,40 @@ class Ledger:
             expected_stream_seq=event.expected_stream_seq,
         )
 
-    def _append_locked(
-        self,
-        txn: AppendTransaction,
-        prepared: Sequence[_Prepared],
-        signer: NoteSigner,
-        checkpoint_signers: Sequence[NoteSigner] | None = None,
-    ) -> list[AppendResult]:
+    def _start_plan(self, txn: AppendTransaction, event_ids: Sequence[str]) -> _Plan:
         head = txn.head
+        existing = txn.existing_events(event_ids)
+        payloads = txn.payloads([e.seq for e in existing.values()]) if existing else {}
+        known = {eid: (entry, _payload_bytes(payloads.get(entry.seq))) for eid, entry in existing.items()}
+        return _Plan(
+            head=head,
+            signer=self._signer_for(head.active_key_id),
+            tree=merkle.CompactRange(head.size, list(head.frontier)),
+            prev=head.head_hash,
+            recorded_at=utc_now(),
+            known=known,
+            stream_next=txn.prefetched_stream_heads(),
+        )
+
+    def _plan(self, plan: _Plan, prepared: Sequence[_Prepared]) -> list[AppendResult]:
+        """Add one batch to the plan, or raise without changing the plan (the batch is all-or-nothing)."""
         results: list[AppendResult | None] = [None] * len(prepared)
-        fresh = self._resolve_duplicates(txn, prepared, results)
-        stream_next = txn.stream_heads(sorted({p.stream for p in fresh}))
-        recorded_at = utc_now()
+        fresh: list[_Prepared] = []
+        first_of: dict[str, _Prepared] = {}
+        for item in prepared:
+            known = plan.known.get(item.event_id)
+            if known is not None:
+                _check_same_event(item, known[0], known[1])
+                results[item.index] = AppendResult(known[0], False)
+            elif item.event_id in first_of:
+                _check_same_prepared(item, first_of[item.event_id])
+            else:
+                first_of[item.event_id] = item
+                fresh.append(item)
+        stream_next: dict[str, int] = {}
         entries_meta: list[tuple[_Prepared, int, int]] = []
         for offset, item in enumerate(fresh):
-            stream_seq = stream_next.get(item.stream, 0)
+            stream_seq = stream_next.get(item.stream, plan.stream_next.get(item.stream, 0))
             if item.expected_stream_seq is not None and item.expected_stream_seq != stream_seq:
                 raise ConflictError(
                     f"event {item.index}: stream is at stream_seq {stream_seq}, "
@@ -300,61 +385,39 @@ class Ledger:
                     index=item.index,
                 )
             stream_next[item.stream] = stream_seq + 1
-            entries_meta.append((item, head.size + offset, stream_seq))
-        new_entries = self._seal(entries_meta, head.head_hash, recorded_at, signer)
-        for entry in new_entries:
-            results[prepared_index(entries_meta, entry)] = AppendResult(entry.entry, True)
-        self._fill_in_batch_duplicates(prepared, results)
-        tree = merkle.CompactRange(head.size, list(head.frontier))
-        nodes = tree.append([n.entry.hash for n in new_entries])
-        new_head = replace(
-            head,
-            size=tree.size,
-            head_hash=new_entries[-1].entry.hash if new_entries else head.head_hash,
-            frontier=tuple(tree.hashes),
-            appends_since_checkpoint=head.appends_since_checkpoint + (1 if new_entries else 0),
-        )
-        checkpoint = None
-        if (
-            new_entries
-            and checkpoint_signers is None
-            and new_head.appends_since_checkpoint >= self.settings.checkpoint_interval
-        ):
-            checkpoint = self._checkpoint_record(new_head, [signer], root=tree.root())
-        if checkpoint is not None:
-            new_head = replace(new_head, appends_since_checkpoint=0)
-        touched = {p.stream: stream_next[p.stream] for p in fresh}
-        txn.write(new_entries, nodes, touched, new_head, checkpoint, commit=checkpoint_signers is None)
-        return [r for r in results if r is not None]
-
-    def _resolve_duplicates(
-        self, txn: AppendTransaction, prepared: Sequence[_Prepared], results: list[AppendResult | None]
-    ) -> list[_Prepared]:
-        """Events whose id is already stored return the stored entry; a different event under a used id fails."""
-        existing = txn.existing_events(sorted({p.event_id for p in prepared}))
-        stored_payloads = txn.payloads([e.seq for e in existing.values()]) if existing else {}
-        fresh: list[_Prepared] = []
-        seen: dict[str, _Prepared] = {}
-        for item in prepared:
-            stored = existing.get(item.event_id)
-            if stored is not None:
-                _check_same_event(item, stored, stored_payloads.get(stored.seq))
-                results[item.index] = AppendResult(stored, False)
-            elif item.event_id in seen:
-                _check_same_prepared(item, seen[item.event_id])
-            else:
-                seen[item.event_id] = item
-                fresh.append(item)
-        return fresh
-
-    @staticmethod
-    def _fill_in_batch_duplicates(prepared: Sequence[_Prepared], results: list[AppendResult | None]) -> None:
-        by_id = {p.event_id: results[p.index] for p in prepared if results[p.index] is not None}
+            entries_meta.append((item, plan.tree.size + offset, stream_seq))
+        sealed = self._seal(entries_meta, plan.prev, plan.recorded_at, plan.signer)
+        if sealed:
+            plan.nodes.extend(plan.tree.append([n.entry.hash for n in sealed]))
+            plan.prev = sealed[-1].entry.hash
+            plan.new_entries.extend(sealed)
+        for (item, _seq, _stream_seq), new in zip(entries_meta, sealed, strict=True):
+            plan.known[item.event_id] = (new.entry, item.payload)
+            results[item.index] = AppendResult(new.entry, True)
         for item in prepared:
             if results[item.index] is None:
-                first = by_id[item.event_id]
-                assert first is not None
-                results[item.index] = AppendResult(first.entry, False)
+                results[item.index] = AppendResult(plan.known[item.event_id][0], False)
+        plan.stream_next.update(stream_next)
+        plan.touched.update(stream_next)
+        return [r for r in results if r is not None]
+
+    def _finish_plan(self, txn: AppendTransaction, plan: _Plan, *, commit: bool, checkpoint: bool = True) -> None:
+        """Write the planned entries, tree nodes, stream heads and head, with a checkpoint when one is due."""
+        if not plan.new_entries:
+            return
+        head = plan.head
+        new_head = replace(
+            head,
+            size=plan.tree.size,
+            head_hash=plan.prev,
+            frontier=tuple(plan.tree.hashes),
+            appends_since_checkpoint=head.appends_since_checkpoint + 1,
+        )
+        record = None
+        if checkpoint and new_head.appends_since_checkpoint >= self.settings.checkpoint_interval:
+            record = self._checkpoint_record(new_head, [plan.signer], root=plan.tree.root())
+            new_head = replace(new_head, appends_since_checkpoint=0)
+        txn.write(plan.new_entries, plan.nodes, plan.touched, new_head, record, commit=commit)
 
     def _seal(
         self,
@@ -525,18 +588,18 @@ class _Peekable:
         yield from self._iterator
 
 
-def prepared_index(entries_meta: Sequence[tuple[_Prepared, int, int]], entry: NewEntry) -> int:
-    first_seq = entries_meta[0][1]
-    return entries_meta[entry.entry.seq - first_seq][0].index
+def _payload_bytes(record: PayloadRecord | None) -> bytes | None:
+    return None if record is None else record.payload
 
 
-def _check_same_event(item: _Prepared, stored: EntryRecord, payload: PayloadRecord | None) -> None:
+def _check_same_event(item: _Prepared, stored: EntryRecord, payload: bytes | None) -> None:
+    """A re-sent event must be the same event; an erased payload cannot be compared and is not held against it."""
     same = (
         stored.stream == item.stream
         and stored.type == item.event_type
         and stored.producer == item.producer
         and stored.occurred_at == item.occurred_at
-        and (payload is None or payload.payload is None or payload.payload == item.payload)
+        and (payload is None or payload == item.payload)
     )
     if not same:
         raise ConflictError(

@@ -144,7 +144,7 @@ def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[A
 
 
 @contextmanager
-def _translated(action: str) -> Iterator[None]:
+def translated(action: str) -> Iterator[None]:
     """Translate driver exceptions into ledger errors (DESIGN.md section 4, rule 3)."""
     try:
         yield
@@ -177,6 +177,10 @@ class AppendTransaction:
 
     def payloads(self, seqs: Sequence[int]) -> dict[int, PayloadRecord]:
         return _payloads(self._connection, self.head.log_id, seqs)
+
+    def prefetched_stream_heads(self) -> dict[str, int]:
+        """Next stream_seq of every stream read with the head lock (a copy the caller may change)."""
+        return dict(self._prefetched.stream_heads)
 
     def stream_heads(self, names: Sequence[str]) -> dict[str, int]:
         """Next stream_seq of each named stream that exists (read together with the head lock)."""
@@ -489,7 +493,7 @@ class SqlRecorder:
     # --- logs and keys ---------------------------------------------------------------------------
 
     def create_log(self, origin: str, key: KeyRecord, created_at: str) -> LogHead:
-        with _translated("creating the log"), self._write() as conn:
+        with translated("creating the log"), self._write() as conn:
             exists = conn.execute(select(logs.c.id).where(logs.c.origin == origin)).first()
             if exists is not None:
                 raise ConflictError(f"log {origin!r} already exists")
@@ -510,18 +514,18 @@ class SqlRecorder:
             return _head(row)
 
     def get_log(self, origin: str) -> LogHead:
-        with _translated("reading the log"), self.engine.connect() as conn:
+        with translated("reading the log"), self.engine.connect() as conn:
             row = conn.execute(select(logs).where(logs.c.origin == origin)).first()
         if row is None:
             raise NotFoundError(f"no log named {origin!r}")
         return _head(row)
 
     def list_logs(self) -> list[LogHead]:
-        with _translated("listing logs"), self.engine.connect() as conn:
+        with translated("listing logs"), self.engine.connect() as conn:
             return [_head(row) for row in conn.execute(select(logs).order_by(logs.c.id))]
 
     def keys(self, log_id: int) -> list[KeyRecord]:
-        with _translated("reading keys"), self.engine.connect() as conn:
+        with translated("reading keys"), self.engine.connect() as conn:
             return _keys(conn, log_id)
 
     @contextmanager
@@ -533,7 +537,7 @@ class SqlRecorder:
         The head lock, the look-up of already stored event ids and the stream heads are read together
         (one pipelined round trip on PostgreSQL) since they are needed by every append.
         """
-        with _translated("appending"), self._write() as conn:
+        with translated("appending"), self._write() as conn:
             raw = conn.connection.driver_connection
             if isinstance(raw, psycopg.Connection):
                 head_row, prefetched = _lock_and_read_postgres(raw, log_id, event_ids, stream_names)
@@ -553,14 +557,14 @@ class SqlRecorder:
     # --- reads -----------------------------------------------------------------------------------
 
     def entry_by_seq(self, log_id: int, seq: int) -> EntryRecord:
-        with _translated("reading an entry"), self.engine.connect() as conn:
+        with translated("reading an entry"), self.engine.connect() as conn:
             row = conn.execute(select(*ENTRY_COLUMNS).where(entries.c.log_id == log_id, entries.c.seq == seq)).first()
         if row is None:
             raise NotFoundError(f"no entry at seq {seq}")
         return _entry(row)
 
     def entry_by_event_id(self, log_id: int, event_id: str) -> EntryRecord:
-        with _translated("reading an entry"), self.engine.connect() as conn:
+        with translated("reading an entry"), self.engine.connect() as conn:
             row = conn.execute(
                 select(*ENTRY_COLUMNS).where(entries.c.log_id == log_id, entries.c.event_id == event_id)
             ).first()
@@ -569,7 +573,7 @@ class SqlRecorder:
         return _entry(row)
 
     def payloads(self, log_id: int, seqs: Sequence[int]) -> dict[int, PayloadRecord]:
-        with _translated("reading payloads"), self.engine.connect() as conn:
+        with translated("reading payloads"), self.engine.connect() as conn:
             return _payloads(conn, log_id, seqs)
 
     def iter_entries(self, log_id: int, filters: EntryFilter, batch_size: int = 2000) -> Iterator[EntryRecord]:
@@ -579,7 +583,7 @@ class SqlRecorder:
             query = (
                 self._filtered(log_id, filters).where(entries.c.seq > last).order_by(entries.c.seq).limit(batch_size)
             )
-            with _translated("reading entries"), self.engine.connect() as conn:
+            with translated("reading entries"), self.engine.connect() as conn:
                 batch = [_entry(row) for row in conn.execute(query)]
             yield from batch
             if len(batch) < batch_size:
@@ -611,7 +615,7 @@ class SqlRecorder:
                 .order_by(entries.c.seq)
                 .limit(batch_size)
             )
-            with _translated("reading entries"), self.engine.connect() as conn:
+            with translated("reading entries"), self.engine.connect() as conn:
                 rows = conn.execute(query).all()
             for row in rows:
                 payload = None if row.p_seq is None else _payload(row)
@@ -652,7 +656,7 @@ class SqlRecorder:
 
     def leaf_hashes(self, log_id: int, seqs: Iterable[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
-        with _translated("reading leaf hashes"), self.engine.connect() as conn:
+        with translated("reading leaf hashes"), self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(seqs))):
                 rows = conn.execute(
                     select(entries.c.seq, entries.c.hash).where(entries.c.log_id == log_id, entries.c.seq.in_(chunk))
@@ -666,7 +670,7 @@ class SqlRecorder:
         leaves = [idx for level, idx in wanted if level == 0]
         inner = sorted((level, idx) for level, idx in wanted if level > 0)
         found: dict[tuple[int, int], bytes] = {(0, seq): h for seq, h in self.leaf_hashes(log_id, leaves).items()}
-        with _translated("reading tree nodes"), self.engine.connect() as conn:
+        with translated("reading tree nodes"), self.engine.connect() as conn:
             for chunk in _chunks(inner):
                 rows = conn.execute(
                     select(merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash).where(
@@ -690,7 +694,7 @@ class SqlRecorder:
                 .order_by(merkle_nodes.c.end_seq, merkle_nodes.c.level)
                 .limit(batch_size)
             )
-            with _translated("reading tree nodes"), self.engine.connect() as conn:
+            with translated("reading tree nodes"), self.engine.connect() as conn:
                 rows = conn.execute(query).all()
             for row in rows:
                 yield row.end_seq, NodeRecord(row.level, row.idx, bytes(row.hash))
@@ -702,7 +706,7 @@ class SqlRecorder:
         query = select(checkpoints).where(checkpoints.c.log_id == log_id)
         if size is not None:
             query = query.where(checkpoints.c.size == size)
-        with _translated("reading checkpoints"), self.engine.connect() as conn:
+        with translated("reading checkpoints"), self.engine.connect() as conn:
             rows = conn.execute(query.order_by(checkpoints.c.size, checkpoints.c.id)).all()
         return [CheckpointRecord(row.size, bytes(row.root), row.note, row.created_at) for row in rows]
 
@@ -713,12 +717,12 @@ class SqlRecorder:
             .order_by(checkpoints.c.size.desc(), checkpoints.c.id.desc())
             .limit(1)
         )
-        with _translated("reading checkpoints"), self.engine.connect() as conn:
+        with translated("reading checkpoints"), self.engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else CheckpointRecord(row.size, bytes(row.root), row.note, row.created_at)
 
     def add_checkpoint(self, log_id: int, checkpoint: CheckpointRecord) -> None:
-        with _translated("storing a checkpoint"), self.engine.begin() as conn:
+        with translated("storing a checkpoint"), self.engine.begin() as conn:
             conn.execute(
                 insert(checkpoints).values(
                     log_id=log_id,
@@ -730,7 +734,7 @@ class SqlRecorder:
             )
 
     def count_entries(self, log_id: int) -> int:
-        with _translated("counting entries"), self.engine.connect() as conn:
+        with translated("counting entries"), self.engine.connect() as conn:
             return int(
                 conn.execute(select(func.count()).select_from(entries).where(entries.c.log_id == log_id)).scalar_one()
             )
