@@ -155,7 +155,7 @@ class Ledger:
 
     @staticmethod
     def open_recorder(settings: Settings, *, run_migrations: bool = True) -> SqlRecorder:
-        engine = make_engine(settings.resolved_database_url())
+        engine = make_engine(settings.resolved_database_url(), timeout_seconds=settings.database_timeout_seconds)
         if run_migrations:
             migrate(engine)
         return SqlRecorder(engine)

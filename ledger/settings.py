@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1)
     max_batch_events: int = Field(default=10_000, ge=1)
     checkpoint_interval: int = Field(default=1, ge=1, description="sign a checkpoint after every N append transactions")
+    api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="HTTP request body limit")
+    api_max_batch_events: int = Field(default=1000, ge=1, description="events per POST /v1/events:batch")
+    api_page_size_max: int = Field(default=1000, ge=1)
+    api_rate_limit_per_second: float = Field(default=200.0, gt=0, description="sustained requests per key")
+    api_rate_limit_burst: int = Field(default=400, ge=1)
+    api_cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (JSON list)")
+    database_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="connect / pool wait limit; beyond it requests fail with 503"
+    )
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "ledger-entries"
     blob_connection_string: SecretStr | None = None

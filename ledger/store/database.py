@@ -13,13 +13,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from ledger.errors import ConfigurationError, StorageUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0001"  # the newest file in migrations/versions; a test keeps the two equal
+HEAD_REVISION = "0002"  # the newest file in migrations/versions; a test keeps the two equal
 WRITE_OPTION = "ledger_write"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the ledger's connection settings for the URL's dialect."""
+def make_engine(url: str, *, timeout_seconds: float = 3.0) -> Engine:
+    """An engine with the ledger's connection settings for the URL's dialect.
+
+    ``timeout_seconds`` bounds connecting and waiting for a pooled connection, so that with the database
+    down callers fail fast (StorageUnavailable, HTTP 503) instead of hanging; TCP keepalives notice a
+    vanished server.  Broken connections invalidate the pool, so service resumes on its own.
+    """
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
         return _sqlite_engine(url)
@@ -32,8 +37,14 @@ def make_engine(url: str) -> Engine:
         pool_size=10,
         max_overflow=10,
         pool_recycle=1800,  # no pre-ping round trip per checkout: a dropped connection invalidates the pool
-        pool_timeout=5,
-        connect_args={"connect_timeout": 5},
+        pool_timeout=timeout_seconds,
+        connect_args={
+            "connect_timeout": max(1, round(timeout_seconds)),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 3,
+            "keepalives_count": 3,
+        },
     )
 
 
@@ -104,9 +115,9 @@ def grant_app_role(engine: Engine, role: str) -> None:
         raise ConfigurationError("role name must be a lower-case SQL identifier")
     statements = [
         "REVOKE ALL ON entries, entry_subjects, merkle_nodes, checkpoints, payloads, logs, streams, "
-        f"log_keys FROM {role}",
+        f"api_keys, audit_runs, log_keys FROM {role}",
         f"GRANT SELECT, INSERT ON entries, entry_subjects, merkle_nodes, checkpoints TO {role}",
-        f"GRANT SELECT, INSERT, UPDATE ON logs, streams, log_keys, payloads TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE ON logs, streams, log_keys, payloads, api_keys, audit_runs TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
         f"GRANT SELECT ON alembic_version TO {role}",
     ]
