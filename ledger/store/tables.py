@@ -137,3 +137,29 @@ checkpoints = Table(
 )
 
 APPEND_ONLY_TABLES = ("entries", "entry_subjects", "merkle_nodes", "checkpoints")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("secret_hash", LargeBinary(32), nullable=False),  # SHA-256 of the random secret
+    Column("role", String(20), nullable=False),
+    Column("logs", Text, nullable=False),  # JSON list of log origins the key may see
+    Column("stream_prefixes", Text, nullable=False),  # JSON list; publishers may append only there
+    Column("name", String(200), nullable=False),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("revoked_at", TIMESTAMP, nullable=True),
+)
+
+audit_runs = Table(
+    "audit_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("requested_by", String(32), nullable=False),
+    Column("started_at", TIMESTAMP, nullable=False),
+    Column("finished_at", TIMESTAMP, nullable=True),
+    Column("status", String(20), nullable=False),  # running, passed, failed, error
+    Column("report", Text, nullable=True),  # the AuditReport as JSON
+    Index("ix_audit_runs_log", "log_id", "started_at"),
+)
