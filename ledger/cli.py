@@ -14,7 +14,9 @@ import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ledger.access import ApiKey, parse_role
 from ledger.errors import (
+    ConfigurationError,
     ConflictError,
     EvidenceError,
     InfrastructureError,
@@ -22,8 +24,10 @@ from ledger.errors import (
     LedgerError,
     ValidationError,
 )
-from ledger.service import Ledger
+from ledger.service import Ledger, utc_now
 from ledger.settings import Settings
+from ledger.store.api_keys import ApiKeyStore
+from ledger.store.recorder import SqlRecorder
 from ledger.store.records import EntryFilter
 
 app = typer.Typer(
@@ -375,6 +379,139 @@ def demo(
     from ledger.demo import run_demo
 
     run_demo(_settings(), events_count)
+
+
+# --- the HTTP API: serving it and managing its keys -----------------------------------------------------
+
+api_keys_app = typer.Typer(help="API keys of the HTTP API (tokens are shown once, never stored).", no_args_is_help=True)
+app.add_typer(api_keys_app, name="api-keys")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@app.command()
+@handles_errors
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8080,
+    log_level: Annotated[str, typer.Option("--log-level", help=f"one of {', '.join(LOG_LEVELS)}")] = "info",
+) -> None:
+    """Serve the HTTP API (uvicorn) over the configured store; logs are JSON lines on stderr."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.middleware import configure_json_logging
+
+    level = log_level.lower()
+    if level not in LOG_LEVELS:
+        raise ValidationError(f"unknown log level; use one of {', '.join(LOG_LEVELS)}")
+    configure_json_logging(level)
+    uvicorn.run(
+        create_app(_settings()),
+        host=host,
+        port=port,
+        log_level=level,
+        log_config=None,  # keep the JSON logging configured above
+        access_log=False,  # ledger.api.access logs requests without query strings
+        server_header=False,
+    )
+
+
+def _api_key_store(recorder: SqlRecorder | None = None) -> ApiKeyStore:
+    return ApiKeyStore((recorder or Ledger.open_recorder(_settings())).engine)
+
+
+def _key_logs(recorder: SqlRecorder, requested: list[str] | None) -> list[str]:
+    """The logs a new key covers: those named (each must exist), or the only log there is."""
+    existing = [head.origin for head in recorder.list_logs()]
+    if requested:
+        for origin in requested:
+            if origin not in existing:
+                raise ValidationError(f"no such log: {origin}", field="logs")
+        return requested
+    if not existing:
+        raise ConfigurationError("no log exists yet: run `ledger init --origin NAME` first")
+    if len(existing) > 1:
+        raise ValidationError(f"several logs exist ({', '.join(existing)}): choose with --log", field="logs")
+    return existing
+
+
+def _key_line(key: ApiKey) -> str:
+    state = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+    prefixes = f"  streams {','.join(key.stream_prefixes)}" if key.stream_prefixes else ""
+    return f"{key.key_id}  {key.role:<9}  {key.name}  logs {','.join(key.logs)}{prefixes}  {state}"
+
+
+@api_keys_app.command("create")
+@handles_errors
+def api_keys_create(
+    role: Annotated[str, typer.Option("--role", help="publisher, officer, auditor or admin")],
+    logs: Annotated[
+        list[str] | None, typer.Option("--log", help="log origin the key may use (repeatable; default: the only log)")
+    ] = None,
+    stream_prefixes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stream-prefix", help="stream prefix a publisher may append under (repeatable; publishers need one)"
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="who holds the key; a publisher's events carry it as producer")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Create an API key and print its token once: only a hash of it is stored."""
+    import pydantic
+
+    from api.routes.keys import check_stream_prefixes
+    from schemas.api import ApiKeyCreate
+
+    recorder = Ledger.open_recorder(_settings())
+    parsed_role = parse_role(role)
+    try:
+        request = ApiKeyCreate(
+            role=parsed_role.value,
+            logs=_key_logs(recorder, logs),
+            stream_prefixes=stream_prefixes or [],
+            name=name or parsed_role.value,
+        )
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValidationError(f"{where}: {first['msg']}", field=where) from None
+    check_stream_prefixes(parsed_role, request.stream_prefixes)
+    key, token = _api_key_store(recorder).create(
+        parsed_role, request.logs, request.stream_prefixes, request.name, utc_now()
+    )
+    if json_out:
+        _print_json({"key": key.public(), "token": token})
+    else:
+        typer.echo(f"created API key {_key_line(key)}")
+        typer.echo(f"token: {token}")
+    typer.echo("warning: the token is not stored anywhere and cannot be shown again; keep it now", err=True)
+
+
+@api_keys_app.command("revoke")
+@handles_errors
+def api_keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key id (the part of the token after lk_)")],
+) -> None:
+    """Revoke an API key; running servers refuse it within seconds."""
+    key = _api_key_store().revoke(key_id, utc_now())
+    typer.echo(f"revoked API key {key.key_id} ({key.role}, {key.name})")
+
+
+@api_keys_app.command("list")
+@handles_errors
+def api_keys_list(json_out: JsonOption = False) -> None:
+    """List API keys, revoked ones included (never tokens or their hashes)."""
+    keys = _api_key_store().list()
+    if json_out:
+        _print_json([key.public() for key in keys])
+        return
+    for key in keys:
+        typer.echo(_key_line(key))
+    if not keys:
+        typer.echo("no API keys yet: create one with `ledger api-keys create --role ROLE`")
 
 
 def iter_lines(path: Path) -> Iterator[str]:

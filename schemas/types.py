@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -98,7 +99,11 @@ def _canonical_uuid(value: str) -> str:
     return value
 
 
-Uuid = Annotated[str, AfterValidator(_canonical_uuid)]
+Uuid = Annotated[
+    str,
+    AfterValidator(_canonical_uuid),
+    WithJsonSchema({"type": "string", "pattern": f"^{_UUID.pattern}$", "description": "a UUID (not the nil UUID)"}),
+]
 """A UUID of any version, 8-4-4-4-12 hex form, normalised to lower case; the nil UUID is refused."""
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=SHA256_PATTERN)]

@@ -1,0 +1,129 @@
+"""FastAPI dependencies: the app state, the caller's key, permission checks and the log in scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader
+
+from api.errors import ApiProblem
+from api.state import AppState
+from ledger.access import ApiKey, Permission
+from ledger.service import Ledger
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (lk_...)")
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.ledger_state
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def current_key(request: Request, state: State, token: Annotated[str | None, Depends(api_key_header)]) -> ApiKey:
+    if not token:
+        raise ApiProblem(
+            401,
+            "Unauthorized",
+            "send an API key in the X-API-Key header",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": "X-API-Key"},
+        )
+    key = state.authenticate(token)
+    if key is None:
+        raise ApiProblem(
+            401,
+            "Unauthorized",
+            "the API key is not valid or was revoked",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": "X-API-Key"},
+        )
+    request.state.key_id = key.key_id
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(current_key)]
+
+
+def requires(permission: Permission) -> Callable[[ApiKey], ApiKey]:
+    def check(key: CurrentKey) -> ApiKey:
+        if not key.may(permission):
+            raise ApiProblem(
+                403,
+                "Forbidden",
+                f"a {key.role.value} key may not {permission.value.replace('_', ' ')}",
+                kind="forbidden",
+            )
+        return key
+
+    return check
+
+
+LogParam = Annotated[
+    str | None,
+    Query(description="log origin; needed only when the key covers several logs", max_length=255),
+]
+
+
+def ledger_for(permission: Permission) -> Callable[..., tuple[ApiKey, Ledger]]:
+    """The caller's key (checked for ``permission``) and the ledger of the log it addresses."""
+
+    checked_key = Depends(requires(permission))  # a default, not an annotation: it closes over permission
+
+    def resolve(state: State, log: LogParam = None, key: ApiKey = checked_key) -> tuple[ApiKey, Ledger]:
+        if log is None:
+            if len(key.logs) != 1:
+                raise ApiProblem(
+                    400, "Log required", "this key covers several logs: choose one with ?log=", kind="log-required"
+                )
+            log = key.logs[0]
+        if not key.sees_log(log):
+            raise ApiProblem(404, "Not found", "no such log", kind="not-found")
+        return key, state.existing_log(log)
+
+    return resolve
+
+
+Appender = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.APPEND))]
+Reader = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.READ))]
+Prover = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.PROOFS))]
+Auditor = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.AUDIT))]
+KeyAdmin = Annotated[ApiKey, Depends(requires(Permission.MANAGE_KEYS))]
+MetricsReader = Annotated[ApiKey, Depends(requires(Permission.METRICS))]
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _declared_query_names(route: Any) -> frozenset[str]:
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = frozenset(_query_aliases(getattr(route, "dependant", None)))
+        _QUERY_NAMES[id(route)] = names
+    return names
+
+
+def _query_aliases(dependant: Any) -> set[str]:
+    """Names of every query parameter of a route, its dependencies' included."""
+    if dependant is None:
+        return set()
+    names = {param.alias for param in dependant.query_params}
+    for sub_dependant in dependant.dependencies:
+        names |= _query_aliases(sub_dependant)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A query parameter the operation does not define is an error, not something silently ignored."""
+    allowed = _declared_query_names(request.scope.get("route"))
+    if any(name not in allowed for name in request.query_params):
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            "the request has a query parameter this operation does not define",
+            kind="validation",
+        )
