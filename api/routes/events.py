@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import Appender, Reader
 from api.errors import ApiProblem
+from api.metrics import record_append
 from api.views import append_public, decode_cursor, encode_cursor, entries_public
 from ledger.access import ApiKey
 from ledger.errors import ValidationError
@@ -74,6 +75,7 @@ async def append_event(request: Request, response: Response, scope: Appender) ->
     key, ledger = scope
     event = _checked_event(key, await request.body(), ledger.settings.max_payload_bytes)
     result = await _in_thread(ledger.append, event, key.name)
+    record_append(request, ledger.origin, int(result.created), int(not result.created))
     response.status_code = 201 if result.created else 200
     response.headers["Location"] = f"/v1/entries/{result.entry.seq}"
     return append_public(result)
@@ -95,6 +97,7 @@ async def append_batch(request: Request, response: Response, scope: Appender) ->
     ]
     results = await _in_thread(ledger.append_batch, events, key.name)
     created = sum(r.created for r in results)
+    record_append(request, ledger.origin, created, len(results) - created)
     response.status_code = 201 if created else 200
     return BatchResultPublic(
         created=created, already_stored=len(results) - created, results=[append_public(r) for r in results]
