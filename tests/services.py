@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import glob
 import importlib.util
@@ -205,6 +206,50 @@ def _postgres_container() -> Any:
     return PostgresContainer(
         POSTGRES_IMAGE, username="postgres", password="postgres", dbname="postgres", driver="psycopg"
     )
+
+
+@dataclasses.dataclass
+class LocalCluster:
+    """A throwaway local PostgreSQL cluster that a test may stop and start again (outage drills)."""
+
+    url: str
+    bindir: Path
+    user: pwd.struct_passwd | None
+    data: Path
+    workdir: Path
+    options: str
+
+    def stop(self) -> None:
+        _stop_local_postgres(self.bindir, self.user, self.data, self.workdir, self.workdir / "commands.log")
+
+    def start(self) -> None:
+        argv = [str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.workdir / "server.log")]
+        argv += ["-w", "-t", "60", "-o", self.options]
+        _run_as(self.user, argv, cwd=self.workdir, output=self.workdir / "commands.log", what="pg_ctl start")
+
+
+@contextlib.contextmanager
+def local_postgres_cluster() -> Iterator[LocalCluster]:
+    """A dedicated local cluster (never the shared test server), stopped and removed afterwards."""
+    bindir = postgres_bindir()
+    user = _postgres_os_user()
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-test-postgres-"))
+    data = workdir / "data"
+    try:
+        if user is not None:
+            os.chown(workdir, user.pw_uid, user.pw_gid)
+        port = free_port()
+        initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]
+        options = f"-h 127.0.0.1 -p {port} -k {workdir} -c max_connections=200"
+        _run_as(user, initdb, cwd=workdir, output=workdir / "commands.log", what="initdb")
+        cluster = LocalCluster(
+            f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", bindir, user, data, workdir, options
+        )
+        with _stop_at_exit(cluster.stop):
+            cluster.start()
+            yield cluster
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
