@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
 from ledger.errors import ValidationError
 
+_STREAM_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 TOKEN_PREFIX = "lk_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -101,6 +103,22 @@ def split_token(token: str) -> tuple[str, str] | None:
 
 def secret_matches(secret: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(secret_hash(secret), stored_hash)
+
+
+def check_stream_prefixes(role: Role, prefixes: list[str]) -> None:
+    """Publishers append only under their prefixes, so they need one; other roles append nowhere.
+
+    Both ``POST /v1/api-keys`` and ``ledger api-keys create`` apply this rule.
+    """
+    if role is Role.PUBLISHER and not prefixes:
+        raise ValidationError("a publisher key needs at least one stream prefix", field="stream_prefixes")
+    if role is not Role.PUBLISHER and prefixes:
+        raise ValidationError("only publisher keys take stream prefixes", field="stream_prefixes")
+    for prefix in prefixes:
+        if len(prefix) > 200 or not _STREAM_PREFIX.fullmatch(prefix.rstrip("/")):
+            raise ValidationError(
+                "a stream prefix is one or more stream segments such as controls/iam", field="stream_prefixes"
+            )
 
 
 def parse_role(text: str) -> Role:

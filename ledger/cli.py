@@ -14,7 +14,7 @@ import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ledger.access import ApiKey, parse_role
+from ledger.access import ApiKey, check_stream_prefixes, parse_role
 from ledger.errors import (
     ConfigurationError,
     ConflictError,
@@ -462,7 +462,6 @@ def api_keys_create(
     """Create an API key and print its token once: only a hash of it is stored."""
     import pydantic
 
-    from api.routes.keys import check_stream_prefixes
     from schemas.api import ApiKeyCreate
 
     recorder = Ledger.open_recorder(_settings())

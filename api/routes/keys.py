@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -10,15 +9,13 @@ from fastapi import APIRouter, Path, Response
 from api.deps import KeyAdmin, State
 from api.errors import ApiProblem
 from api.state import AppState
-from ledger.access import ApiKey, Role, parse_role
+from ledger.access import ApiKey, check_stream_prefixes, parse_role
 from ledger.errors import NotFoundError, ValidationError
 from schemas.api import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
-from schemas.types import STREAM_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["api-keys"])
 
 KeyId = Annotated[str, Path(min_length=1, max_length=32, description="the key id (the part after lk_)")]
-_STREAM = re.compile(STREAM_PATTERN)
 
 
 @router.post(
@@ -74,19 +71,3 @@ def _check_logs_exist(state: AppState, logs: list[str]) -> None:
             state.ledger(origin)
         except NotFoundError:
             raise ValidationError("no such log", field="logs") from None
-
-
-def check_stream_prefixes(role: Role, prefixes: list[str]) -> None:
-    """Publishers append only under their prefixes, so they need one; other roles append nowhere.
-
-    The CLI (``ledger api-keys create``) applies the same rule through this function.
-    """
-    if role is Role.PUBLISHER and not prefixes:
-        raise ValidationError("a publisher key needs at least one stream prefix", field="stream_prefixes")
-    if role is not Role.PUBLISHER and prefixes:
-        raise ValidationError("only publisher keys take stream prefixes", field="stream_prefixes")
-    for prefix in prefixes:
-        if len(prefix) > 200 or not _STREAM.fullmatch(prefix.rstrip("/")):
-            raise ValidationError(
-                "a stream prefix is one or more stream segments such as controls/iam", field="stream_prefixes"
-            )
