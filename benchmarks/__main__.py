@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import ingest_batch, ingest_single, report
+from benchmarks import http_append, ingest_batch, ingest_single, report
 from benchmarks.common import BATCH_SIZE, Context, Results, Scale, conninfo, cpu_model, nproc
 
 # Registry order is run order: the batch run comes first so that its peak-RSS figure is the ledger's.
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "ingest.batch": ingest_batch.run,
     "ingest.single": ingest_single.run,
     "ingest.single_concurrent": ingest_single.run_concurrent,
+    "http.append": http_append.run,
 }
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "single_events": scale.single_events,
             "warmup_single": scale.warmup_single,
             "threads": scale.threads,
+            "http_connections": http_append.CONNECTIONS,
+            "http_seconds": scale.http_seconds,
+            "http_warmup_seconds": scale.http_warmup_seconds,
+            "http_rounds": scale.http_rounds,
         },
         "row_bytes": {
             key: facts[f"{key}_bytes"]
@@ -158,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if f"{key}_bytes" in facts
         },
         "ledger_audit_ok": facts.get("ledger_audit_ok"),
+        "http_audit_ok": facts.get("http_audit_ok"),
+        "http_log_matches_2xx": facts.get("http_log_matches_2xx"),
+        "http_server_runtime": facts.get("http_server_runtime"),
         "memory_source": facts.get("memory_source"),
         "failed": failed,
         "notes": results.notes,

@@ -78,6 +78,10 @@ class Scale:
     single_events: int
     warmup_single: int
     threads: int = THREADS
+    http_seconds: float = 10.0
+    """Measured seconds of HTTP load per server, split over ``http_rounds`` turns."""
+    http_warmup_seconds: float = 2.0
+    http_rounds: int = 2
 
     @classmethod
     def default(cls) -> Scale:
@@ -85,7 +89,14 @@ class Scale:
 
     @classmethod
     def quick(cls) -> Scale:
-        return cls(batch_events=5_000, single_events=300, warmup_single=10)
+        return cls(
+            batch_events=5_000,
+            single_events=300,
+            warmup_single=10,
+            http_seconds=3.0,
+            http_warmup_seconds=1.0,
+            http_rounds=1,
+        )
 
 
 # --- figures -------------------------------------------------------------------------------------------
@@ -122,6 +133,8 @@ class Row:
     figure: str
     baseline: str | None = None
     target: Target | None = None
+    ratio_target: float | None = None
+    """A floor for figure / baseline (e.g. 0.5: at least half the baseline); printed, never asserted."""
 
 
 @dataclass
@@ -138,10 +151,17 @@ class Results:
         print(f"  {name:<38} {shown:>20}  {detail}", flush=True)
         return figure
 
-    def compare(self, figure: str, baseline: str | None = None, target: Target | None = None) -> None:
+    def compare(
+        self,
+        figure: str,
+        baseline: str | None = None,
+        target: Target | None = None,
+        *,
+        ratio_target: float | None = None,
+    ) -> None:
         """Add a report row; rows whose figure was not measured are left out."""
         if figure in self.figures:
-            self.rows.append(Row(figure, baseline if baseline in self.figures else None, target))
+            self.rows.append(Row(figure, baseline if baseline in self.figures else None, target, ratio_target))
 
     def ratio(self, row: Row) -> float | None:
         if row.baseline is None:
@@ -151,7 +171,7 @@ class Results:
 
 
 def format_number(value: float) -> str:
-    if value >= 100:
+    if value >= 100 or float(value).is_integer():
         return f"{value:,.0f}"
     if value >= 10:
         return f"{value:,.1f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,26 @@ DESCRIPTIONS = {
     "ingest.single_concurrent": "`Ledger.append` from 4 threads sharing one `Ledger` (and its connection "
     "pool). Appends serialise on the log-head row lock; commits can still be grouped by PostgreSQL.",
     "raw.insert_commit_concurrent": "`raw.insert_commit` from 4 threads, one connection each.",
+    "http.append.rps": "`POST /v1/events`, one event per request, against the real server (`ledger serve`: uvicorn, "
+    "one worker, default log level, every middleware, API-key authentication, validation, a durable commit per "
+    "request or per group of concurrent requests) over PostgreSQL, from 16 keep-alive connections that each "
+    "send their next request as soon as the answer is in (a closed loop, concurrency 16); answers completed "
+    "per second of measured load.",
+    "http.bare_fastapi.rps": "The same requests against a bare FastAPI app (`benchmarks/bare_app.py`: one "
+    "`POST /v1/events` that parses the JSON body and answers 201 with a small JSON object) served by uvicorn with "
+    "the same options: what FastAPI alone costs on this machine.",
+    "http.append.p50_ms": "Median time from writing a request to reading its complete answer, at the client.",
+    "http.append.p99_ms": "99th percentile of the same latencies (nearest rank).",
+    "http.append.non_2xx": "Answers that were not 2xx over the whole run, warm-up included (should be 0); the "
+    "details give the count per status and connections lost with a request in flight.",
+    "http.append.cpu_pct": "CPU time of the server process (all threads) during its measured turns, with that of its "
+    "PostgreSQL backends (when PostgreSQL runs on this machine), of the load client and of the whole machine.",
+    "http.append.cpu_ms_per_request": "Server CPU time per answer over the measured turns: less sensitive than the "
+    "rate to other work on the machine.",
+    "http.append.events_per_commit": "Entries appended over HTTP per append transaction (each transaction signs a "
+    "checkpoint, so this is entries / new checkpoints): how much the server's group commit gathers.",
+    "http.append.log_entries": "Entries the server appended, read back after the servers stopped with "
+    "`Ledger.open(...).audit()`; the audit must pass and the count must equal the 2xx answers.",
 }
 
 
@@ -51,16 +72,21 @@ def table_cells(results: Results) -> list[tuple[str, ...]]:
     for row in results.rows:
         figure = results.figures[row.figure]
         value = f"{format_number(figure.value)} {figure.unit}"
-        baseline, baseline_value, ratio_text, target = "", "", "", ""
+        baseline, baseline_value, ratio_text = "", "", ""
+        ratio = results.ratio(row)
         if row.baseline is not None:
             base = results.figures[row.baseline]
             baseline = row.baseline
             baseline_value = f"{format_number(base.value)} {base.unit}"
-            ratio = results.ratio(row)
             ratio_text = f"{ratio:.2f}x" if ratio is not None else ""
+        goals: list[str] = []
         if row.target is not None:
             verdict = "met" if row.target.met(figure.value) else "not met"
-            target = f"{row.target.describe()} ({verdict})"
+            goals.append(f"{row.target.describe()} ({verdict})")
+        if row.ratio_target is not None and ratio is not None:
+            verdict = "met" if ratio >= row.ratio_target else "not met"
+            goals.append(f">= {row.ratio_target:.2f}x baseline ({verdict})")
+        target = "; ".join(goals)
         cells.append((row.figure, value, baseline, baseline_value, ratio_text, target))
     return cells
 
@@ -116,9 +142,10 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         "# Benchmarks",
         "",
         "How fast the ledger ingests evidence on PostgreSQL, with durable commits (`fsync` and",
-        "`synchronous_commit` on). Every figure sits beside a baseline measured in the same run on the same",
-        "server, so the ratio stays meaningful when the machine changes: a plain psycopg 3 writer that does",
-        "the least work the same rows could cost, and the `eventsourcing` library as a peer event store.",
+        "`synchronous_commit` on), in process and through its HTTP API. Every figure sits beside a baseline",
+        "measured in the same run on the same server, so the ratio stays meaningful when the machine changes:",
+        "a plain psycopg 3 writer that does the least work the same rows could cost, the `eventsourcing`",
+        "library as a peer event store, and a bare FastAPI app for the HTTP API.",
         "Targets are printed for orientation only; nothing is asserted.",
         "",
         "Run it with `make bench` (which runs `.venv/bin/python -m benchmarks`). Options: `--quick` for a",
@@ -138,7 +165,11 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         "|" + "|".join(["---", "--:", "---", "--:", "--:", "---"]) + "|",
     ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_cells(results)]
-    lines += ["", "Ratio is figure / baseline: below 1 means the ledger is slower (or smaller) than the baseline."]
+    lines += [
+        "",
+        "Ratio is figure / baseline: for rates, below 1 means the ledger is slower than the baseline; for",
+        "sizes and latencies (MB, ms), above 1 means it is larger or slower.",
+    ]
     extra = other_figures(results)
     if extra:
         lines += ["", "Supporting figures:", "", "| figure | value | how |", "|---|--:|---|"]
@@ -155,6 +186,7 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         f"are split into {ROUNDS} rounds, every contender writes the same share in each round, the order rotates,",
         "and each figure is its events over the sum of its timed writes.",
         "",
+        *http_method(meta),
         "Row sizes: ledger body "
         f"{meta['row_bytes'].get('ledger_body', '?')} bytes and payload "
         f"{meta['row_bytes'].get('ledger_payload', '?')} bytes; baseline rows "
@@ -176,6 +208,7 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         f"{counts['threads']} threads for the concurrent variant",
         f"- Memory figures read from: {meta.get('memory_source') or 'not measured'}; "
         f"audit of the batch log passed: {meta.get('ledger_audit_ok')}",
+        *http_details(meta),
         f"- Wall-clock time of the whole run: {meta['elapsed_s']:.0f} s",
         "",
         "Commit latency on a shared virtual disk varies from run to run (by a factor of two or more for the",
@@ -184,6 +217,35 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def http_method(meta: dict[str, Any]) -> list[str]:
+    """How the HTTP figures were measured, when the run measured them."""
+    if "http.append" not in meta.get("benchmarks", []):
+        return []
+    counts = meta["counts"]
+    rounds = counts["http_rounds"]
+    text = (
+        "The HTTP load comes from `benchmarks/http_load.py`: a lean asyncio client on raw sockets (one protocol "
+        f"object per keep-alive HTTP/1.1 connection, {counts['http_connections']} connections, pre-built request "
+        "bytes, a new event id per request, answers parsed only as far as the status and `Content-Length`). It "
+        "runs in the harness process on the same CPUs as the server under test and PostgreSQL, so a rate is what "
+        "the machine achieves doing both sides; the client's own CPU share is given with `cpu_pct`. Both servers "
+        f"run at once and take turns: a warm-up of {counts['http_warmup_seconds']:g} s each, then {rounds} "
+        f"turn{'s' if rounds != 1 else ''} each of {counts['http_seconds'] / rounds:g} s (the order rotating), "
+        f"{counts['http_seconds']:g} s of measured load per server. A rate counts the answers completed inside "
+        "the measured windows; the latencies are those answers'."
+    )
+    return [*textwrap.wrap(text, 104), ""]
+
+
+def http_details(meta: dict[str, Any]) -> list[str]:
+    if "http.append" not in meta.get("benchmarks", []):
+        return []
+    return [
+        f"- HTTP servers: {meta.get('http_server_runtime') or 'unknown'}; audit of the log written over HTTP "
+        f"passed: {meta.get('http_audit_ok')}; its size equals the 2xx answers: {meta.get('http_log_matches_2xx')}",
+    ]
 
 
 def write(results: Results, meta: dict[str, Any]) -> None:
