@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiProblem
 from api.state import AppState
@@ -16,7 +17,7 @@ from ledger.service import Ledger
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (lk_...)")
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.ledger_state
     return state
 
@@ -24,7 +25,11 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def current_key(request: Request, state: State, token: Annotated[str | None, Depends(api_key_header)]) -> ApiKey:
+async def current_key(request: Request, state: State, token: Annotated[str | None, Depends(api_key_header)]) -> ApiKey:
+    """The caller's key; the database is asked only when the short-lived key cache has no answer.
+
+    Dependencies are ``async`` so that a request does not hop to a worker thread for each of them.
+    """
     if not token:
         raise ApiProblem(
             401,
@@ -33,8 +38,9 @@ def current_key(request: Request, state: State, token: Annotated[str | None, Dep
             kind="unauthorized",
             headers={"WWW-Authenticate": "X-API-Key"},
         )
-    key = state.authenticate(token)
-    if key is None:
+    cached = state.authenticate_if_cached(token)
+    key = await run_in_threadpool(state.authenticate, token) if cached is False else cached
+    if not isinstance(key, ApiKey):
         raise ApiProblem(
             401,
             "Unauthorized",
@@ -49,8 +55,8 @@ def current_key(request: Request, state: State, token: Annotated[str | None, Dep
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
 
 
-def requires(permission: Permission) -> Callable[[ApiKey], ApiKey]:
-    def check(key: CurrentKey) -> ApiKey:
+def requires(permission: Permission) -> Callable[[ApiKey], Awaitable[ApiKey]]:
+    async def check(key: CurrentKey) -> ApiKey:
         if not key.may(permission):
             raise ApiProblem(
                 403,
@@ -69,12 +75,12 @@ LogParam = Annotated[
 ]
 
 
-def ledger_for(permission: Permission) -> Callable[..., tuple[ApiKey, Ledger]]:
+def ledger_for(permission: Permission) -> Callable[..., Awaitable[tuple[ApiKey, Ledger]]]:
     """The caller's key (checked for ``permission``) and the ledger of the log it addresses."""
 
     checked_key = Depends(requires(permission))  # a default, not an annotation: it closes over permission
 
-    def resolve(state: State, log: LogParam = None, key: ApiKey = checked_key) -> tuple[ApiKey, Ledger]:
+    async def resolve(state: State, log: LogParam = None, key: ApiKey = checked_key) -> tuple[ApiKey, Ledger]:
         if log is None:
             if len(key.logs) != 1:
                 raise ApiProblem(
@@ -83,7 +89,10 @@ def ledger_for(permission: Permission) -> Callable[..., tuple[ApiKey, Ledger]]:
             log = key.logs[0]
         if not key.sees_log(log):
             raise ApiProblem(404, "Not found", "no such log", kind="not-found")
-        return key, state.existing_log(log)
+        ledger = state.cached_ledger(log)
+        if ledger is None:
+            ledger = await run_in_threadpool(state.existing_log, log)
+        return key, ledger
 
     return resolve
 
@@ -117,7 +126,7 @@ def _query_aliases(dependant: Any) -> set[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """A query parameter the operation does not define is an error, not something silently ignored."""
     allowed = _declared_query_names(request.scope.get("route"))
     if any(name not in allowed for name in request.query_params):

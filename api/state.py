@@ -43,6 +43,23 @@ class AppState:
                 self._ledgers[origin] = found
             return found
 
+    def cached_ledger(self, origin: str) -> Ledger | None:
+        """The ledger of a log if it is already open (no I/O: safe on the event loop)."""
+        return self._ledgers.get(origin)
+
+    def authenticate_if_cached(self, token: str) -> ApiKey | bool | None:
+        """Like :meth:`authenticate` without I/O: False when the key must be looked up in the database."""
+        parts = split_token(token)
+        if parts is None:
+            return None
+        cached = self._key_cache.get(parts[0])
+        if cached is None or cached[0] < time.monotonic():
+            return False
+        _, key, stored_hash = cached
+        if key is None or stored_hash is None or key.revoked_at is not None:
+            return None
+        return key if secret_matches(parts[1], stored_hash) else None
+
     def authenticate(self, token: str) -> ApiKey | None:
         """The key a token belongs to, if the token is genuine and the key not revoked."""
         parts = split_token(token)
