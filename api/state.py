@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from api.appender import AsyncAppender
 from ledger.access import ApiKey, secret_matches, split_token
 from ledger.errors import NotFoundError
 from ledger.service import Ledger, utc_now
@@ -25,6 +26,7 @@ class AppState:
         self._ledgers: dict[str, Ledger] = {}
         self._lock = threading.Lock()
         self._migrated = False
+        self._appenders: dict[str, AsyncAppender] = {}
         self._key_cache: dict[str, tuple[float, ApiKey, bytes] | tuple[float, None, None]] = {}
 
     def ensure_schema(self) -> None:
@@ -42,6 +44,13 @@ class AppState:
                 found = Ledger(self.recorder, self.settings, origin)
                 self._ledgers[origin] = found
             return found
+
+    def appender(self, ledger: Ledger) -> AsyncAppender:
+        """The event-loop side of group commit for one log (created on first use)."""
+        found = self._appenders.get(ledger.origin)
+        if found is None:
+            found = self._appenders[ledger.origin] = AsyncAppender(ledger)
+        return found
 
     def cached_ledger(self, origin: str) -> Ledger | None:
         """The ledger of a log if it is already open (no I/O: safe on the event loop)."""

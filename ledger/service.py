@@ -69,12 +69,15 @@ class _Prepared:
 
 @dataclass(slots=True)
 class _Pending:
-    """One caller's batch waiting for a group commit."""
+    """One caller's batch, prepared and waiting for a group commit (``results`` or ``error`` once done)."""
 
     prepared: list[_Prepared]
     results: list[AppendResult] | None = None
     error: Exception | None = None
     done: bool = False
+
+
+PreparedBatch = _Pending
 
 
 @dataclass(slots=True)
@@ -277,22 +280,45 @@ class Ledger:
         """
         if not events:
             return []
-        if len(events) > self.settings.max_batch_events:
-            raise ValidationError(
-                f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}"
-            )
-        pending = _Pending([self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)])
-        with self._queue_lock:
-            self._queue.append(pending)
-        with self._writer_lock:
-            if not pending.done:
-                with self._queue_lock:
-                    group, self._queue = self._queue, []
-                self._commit_group(group)
+        pending = self._pending_batch(events, producer)
+        self._run_pending([pending])
         if pending.error is not None:
             raise pending.error
         assert pending.results is not None
         return pending.results
+
+    def prepare_batch(self, events: Sequence[EventIn | Mapping[str, Any]], producer: str) -> PreparedBatch:
+        """Validate and canonicalise a batch without touching the store (no lock, no I/O).
+
+        With :meth:`commit_prepared` this lets a caller that gathers requests itself (the HTTP API's event
+        loop) prepare each request as it arrives and commit many in one call.
+        """
+        return self._pending_batch(events, producer)
+
+    def commit_prepared(self, batches: Sequence[PreparedBatch]) -> None:
+        """Append prepared batches, sharing transactions; each gets its ``results`` or its own ``error``."""
+        self._run_pending(list(batches))
+
+    def _pending_batch(self, events: Sequence[EventIn | Mapping[str, Any]], producer: str) -> _Pending:
+        if not events:
+            raise ValidationError("a batch holds at least one event")
+        if len(events) > self.settings.max_batch_events:
+            raise ValidationError(
+                f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}"
+            )
+        return _Pending([self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)])
+
+    def _run_pending(self, pendings: Sequence[_Pending]) -> None:
+        """Queue batches; whoever holds the writer lock next commits everything queued (group commit)."""
+        if not pendings:
+            return
+        with self._queue_lock:
+            self._queue.extend(pendings)
+        with self._writer_lock:
+            if not all(p.done for p in pendings):
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit_group(group)
 
     def _commit_group(self, group: list[_Pending]) -> None:
         """Plan every queued batch on one locked head and write them in one transaction."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from api.deps import Appender, Reader
+from api.deps import Appender, Reader, State
 from api.errors import ApiProblem
 from api.metrics import record_append
 from api.views import append_public, decode_cursor, encode_cursor, entries_public
@@ -70,11 +70,11 @@ async def _json_body(request: Request) -> Any:
     openapi_extra=EVENT_BODY,
     responses={200: {"description": "already stored: the stored entry"}, 201: {"description": "appended"}},
 )
-async def append_event(request: Request, response: Response, scope: Appender) -> AppendResultPublic:
+async def append_event(request: Request, response: Response, scope: Appender, state: State) -> AppendResultPublic:
     """Append one event. The producer is the API key's name, never taken from the body."""
     key, ledger = scope
     event = _checked_event(key, await request.body(), ledger.settings.max_payload_bytes)
-    result = await _in_thread(ledger.append, event, key.name)
+    result = (await state.appender(ledger).append([event], key.name))[0]
     record_append(request, ledger.origin, int(result.created), int(not result.created))
     response.status_code = 201 if result.created else 200
     response.headers["Location"] = f"/v1/entries/{result.entry.seq}"
@@ -82,7 +82,7 @@ async def append_event(request: Request, response: Response, scope: Appender) ->
 
 
 @router.post("/events:batch", status_code=201, response_model=BatchResultPublic, openapi_extra=BATCH_BODY)
-async def append_batch(request: Request, response: Response, scope: Appender) -> BatchResultPublic:
+async def append_batch(request: Request, response: Response, scope: Appender, state: State) -> BatchResultPublic:
     """Append many events in one transaction: all are stored or none (the problem names the bad index)."""
     key, ledger = scope
     body = await _json_body(request)
@@ -95,7 +95,7 @@ async def append_batch(request: Request, response: Response, scope: Appender) ->
     events = [
         _checked_event(key, raw, ledger.settings.max_payload_bytes, index) for index, raw in enumerate(raw_events)
     ]
-    results = await _in_thread(ledger.append_batch, events, key.name)
+    results = await state.appender(ledger).append(events, key.name)
     created = sum(r.created for r in results)
     record_append(request, ledger.origin, created, len(results) - created)
     response.status_code = 201 if created else 200
@@ -175,9 +175,3 @@ def _page(ledger: Any, key: ApiKey, filters: EntryFilter, cursor: str | None, li
     return EntryPage(
         entries=entries_public(ledger, key, page), next_cursor=encode_cursor(page[-1].seq) if more else None
     )
-
-
-async def _in_thread(function: Any, *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(function, *args)
