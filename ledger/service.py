@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -299,6 +299,24 @@ class Ledger:
         """Append prepared batches, sharing transactions; each gets its ``results`` or its own ``error``."""
         self._run_pending(list(batches))
 
+    def commit_prepared_with(
+        self,
+        batches: Sequence[PreparedBatch],
+        before_write: Callable[[AppendTransaction, Sequence[PreparedBatch]], None],
+    ) -> None:
+        """Commit exactly these batches in one transaction together with the caller's own writes.
+
+        ``before_write`` runs inside the transaction after every batch was planned (a batch that conflicts
+        has its ``error`` set and will store nothing), so a consumer can record its offsets and dead letters
+        atomically with the entries: a crash before the commit loses and stores nothing, after it all.
+        """
+        with self._writer_lock:
+            with self._queue_lock:
+                group, self._queue = [*self._queue, *batches], []
+            failure = self._commit_group(group, before_write=lambda txn: before_write(txn, batches))
+        if failure is not None:
+            raise failure
+
     def _pending_batch(self, events: Sequence[EventIn | Mapping[str, Any]], producer: str) -> _Pending:
         if not events:
             raise ValidationError("a batch holds at least one event")
@@ -320,8 +338,13 @@ class Ledger:
                     group, self._queue = self._queue, []
                 self._commit_group(group)
 
-    def _commit_group(self, group: list[_Pending]) -> None:
-        """Plan every queued batch on one locked head and write them in one transaction."""
+    def _commit_group(
+        self, group: list[_Pending], before_write: Callable[[AppendTransaction], None] | None = None
+    ) -> Exception | None:
+        """Plan every queued batch on one locked head and write them in one transaction.
+
+        Returns the exception that made the whole transaction fail (then every batch carries it), else None.
+        """
         prepared = [item for pending in group for item in pending.prepared]
         try:
             event_ids = sorted({p.event_id for p in prepared})
@@ -333,14 +356,18 @@ class Ledger:
                         pending.results = self._plan(plan, pending.prepared)
                     except (ConflictError, ValidationError) as exc:
                         pending.error = exc
+                if before_write is not None:
+                    before_write(txn)
                 self._finish_plan(txn, plan, commit=True)
         except Exception as exc:
             for pending in group:
                 if pending.error is None:
                     pending.error, pending.results = exc, None
+            return exc
         finally:
             for pending in group:
                 pending.done = True
+        return None
 
     def _validated(self, index: int, event: EventIn | Mapping[str, Any]) -> EventIn:
         if isinstance(event, EventIn):

@@ -40,7 +40,19 @@ class Settings(BaseSettings):
         default=3.0, gt=0, description="connect / pool wait limit; beyond it requests fail with 503"
     )
     kafka_bootstrap_servers: str | None = None
-    kafka_topic: str = "ledger-entries"
+    kafka_topic: str = Field(default="ledger-entries", description="topic the relay publishes every entry to")
+    kafka_publish_payloads: bool = Field(default=False, description="also publish payloads (personal data!)")
+    kafka_ingest_topic: str | None = Field(default=None, description="topic services publish events to")
+    kafka_dead_letter_topic: str = Field(default="ledger-ingest-dead-letters")
+    kafka_consumer_name: str = Field(default="ledger-ingest", description="name under which offsets are kept")
+    kafka_partitions: int = Field(default=1, ge=1, description="partitions of created topics (1 keeps seq order)")
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_compression: str = Field(default="gzip", pattern="^(none|gzip|snappy|lz4|zstd)$")
+    kafka_retention_ms: int = Field(
+        default=220_752_000_000, ge=-1, description="topic retention; default 7 years (the retention policy)"
+    )
+    relay_batch_size: int = Field(default=1000, ge=1)
+    relay_interval_seconds: float = Field(default=0.5, gt=0, description="pause when the relay has caught up")
     blob_connection_string: SecretStr | None = None
     blob_container: str = "regulatory-snapshots"
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ledger.errors import ConfigurationError, StorageUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0002"  # the newest file in migrations/versions; a test keeps the two equal
+HEAD_REVISION = "0003"  # the newest file in migrations/versions; a test keeps the two equal
 WRITE_OPTION = "ledger_write"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -115,9 +115,10 @@ def grant_app_role(engine: Engine, role: str) -> None:
         raise ConfigurationError("role name must be a lower-case SQL identifier")
     statements = [
         "REVOKE ALL ON entries, entry_subjects, merkle_nodes, checkpoints, payloads, logs, streams, "
-        f"api_keys, audit_runs, log_keys FROM {role}",
+        f"api_keys, audit_runs, log_keys, relay_progress, ingest_offsets, dead_letters FROM {role}",
         f"GRANT SELECT, INSERT ON entries, entry_subjects, merkle_nodes, checkpoints TO {role}",
-        f"GRANT SELECT, INSERT, UPDATE ON logs, streams, log_keys, payloads, api_keys, audit_runs TO {role}",
+        "GRANT SELECT, INSERT, UPDATE ON logs, streams, log_keys, payloads, api_keys, audit_runs, relay_progress, "
+        f"ingest_offsets, dead_letters TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
         f"GRANT SELECT ON alembic_version TO {role}",
     ]

@@ -268,6 +268,11 @@ class AppendTransaction:
     def add_key(self, key: KeyRecord) -> None:
         _insert_key(self._connection, self.head.log_id, key)
 
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection, for writes that must commit with the entries (ingest offsets)."""
+        return self._connection
+
     def set_active_key(self, key_id: str) -> None:
         self._connection.execute(update(logs).where(logs.c.id == self.head.log_id).values(active_key_id=key_id))
         self.head = replace(self.head, active_key_id=key_id)

@@ -163,3 +163,39 @@ audit_runs = Table(
     Column("report", Text, nullable=True),  # the AuditReport as JSON
     Index("ix_audit_runs_log", "log_id", "started_at"),
 )
+
+relay_progress = Table(
+    "relay_progress",
+    metadata,
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("next_seq", BigInteger, nullable=False),  # every seq below it has been acknowledged by the broker
+    Column("updated_at", TIMESTAMP, nullable=False),
+    PrimaryKeyConstraint("log_id", "topic"),
+)
+
+ingest_offsets = Table(
+    "ingest_offsets",
+    metadata,
+    Column("consumer", String(100), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),  # advanced in the transaction that appends the messages
+    Column("updated_at", TIMESTAMP, nullable=False),
+    PrimaryKeyConstraint("consumer", "topic", "partition"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("consumer", String(100), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("message_offset", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("message", LargeBinary, nullable=False),  # kept until published to the dead-letter topic, and after
+    Column("received_at", TIMESTAMP, nullable=False),
+    Column("published_at", TIMESTAMP, nullable=True),
+    UniqueConstraint("consumer", "topic", "partition", "message_offset", name="uq_dead_letters_message"),
+)
