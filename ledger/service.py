@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -675,8 +676,6 @@ def _check_same_prepared(item: _Prepared, first: _Prepared) -> None:
 
 
 def _new_event_id() -> str:
-    import uuid
-
     return str(uuid.uuid4())
 
 
