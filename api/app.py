@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -13,12 +13,15 @@ from fastapi.openapi.utils import get_openapi
 from api.deps import reject_unknown_query
 from api.errors import PROBLEM_RESPONSES, install_error_handlers
 from api.middleware import install_middleware
-from api.routes import audits, events, keys, ops, proofs
+from api.routes import audits, events, keys, ops, proofs, reconcile
 from api.state import AppState
 from ledger.errors import StorageUnavailable
 from ledger.service import Ledger
 from ledger.settings import Settings
 from schemas.envelope import EventIn
+
+if TYPE_CHECKING:
+    from ledger.bus.relay import RelayThread
 
 API_VERSION = "1"
 log = logging.getLogger("ledger.api")
@@ -35,9 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        relay = _start_relay(settings)
         try:
             yield
         finally:
+            if relay is not None:
+                relay.stop()
             state.recorder.engine.dispose()
 
     app = FastAPI(
@@ -51,10 +57,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ledger_state = state
     install_error_handlers(app)
     install_middleware(app, settings)
-    for module in (ops, events, proofs, audits, keys):
+    for module in (ops, events, proofs, audits, keys, reconcile):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _start_relay(settings: Settings) -> RelayThread | None:
+    """With a Kafka broker configured, the relay publishes committed entries from a background thread."""
+    if not settings.kafka_bootstrap_servers:
+        return None
+    from ledger.bus.relay import RelayThread
+
+    log.info("relaying entries to Kafka topic %s", settings.kafka_topic)
+    return RelayThread(settings).start()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import http_append, ingest_batch, ingest_single, report
+from benchmarks import http_append, ingest_batch, ingest_single, kafka_bus, report
 from benchmarks.common import BATCH_SIZE, Context, Results, Scale, conninfo, cpu_model, nproc
 
 # Registry order is run order: the batch run comes first so that its peak-RSS figure is the ledger's.
@@ -27,6 +28,8 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "ingest.single": ingest_single.run,
     "ingest.single_concurrent": ingest_single.run_concurrent,
     "http.append": http_append.run,
+    "kafka.relay": kafka_bus.run_relay,
+    "kafka.ingest": kafka_bus.run_ingest,
 }
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +81,7 @@ def memory_total() -> str:
 
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
-    for package in ("psycopg", "sqlalchemy", "cryptography", "eventsourcing", "orjson", "pydantic"):
+    for package in ("psycopg", "sqlalchemy", "cryptography", "eventsourcing", "orjson", "pydantic", "kafka-python"):
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]
     began = time.perf_counter()
     started = datetime.now(UTC)
-    with postgres_server() as server:
+    with postgres_server() as server, contextlib.ExitStack() as services:
         postgres = postgres_facts(server.superuser_url, server.source)
         print(
             f"PostgreSQL {postgres['version']} ({server.source}), fsync={postgres['fsync']}, "
@@ -117,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if postgres["fsync"] != "on" or postgres["synchronous_commit"] != "on":
             results.notes.append("WARNING: fsync or synchronous_commit is off: commits were not durable.")
-        context = Context(server, scale, results)
+        context = Context(server, scale, results, services)
         failed = []
         for name in selected:
             print(f"\n{name}", flush=True)
@@ -156,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "http_seconds": scale.http_seconds,
             "http_warmup_seconds": scale.http_warmup_seconds,
             "http_rounds": scale.http_rounds,
+            "kafka_relay_events": scale.kafka_relay_events,
+            "kafka_ingest_events": scale.kafka_ingest_events,
+            "kafka_warmup": kafka_bus.WARMUP,
         },
         "row_bytes": {
             key: facts[f"{key}_bytes"]
@@ -167,6 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "http_log_matches_2xx": facts.get("http_log_matches_2xx"),
         "http_server_runtime": facts.get("http_server_runtime"),
         "memory_source": facts.get("memory_source"),
+        "kafka_broker": facts.get("kafka_broker"),
+        "kafka_record_value_bytes": facts.get("kafka_record_value_bytes"),
+        "kafka_relay_progress_ok": facts.get("kafka_relay_progress_ok"),
+        "kafka_relay_topic_ok": facts.get("kafka_relay_topic_ok"),
+        "kafka_raw_topic_ok": facts.get("kafka_raw_topic_ok"),
+        "kafka_ingest_log_entries": facts.get("kafka_ingest_log_entries"),
+        "kafka_ingest_log_matches": facts.get("kafka_ingest_log_matches"),
+        "kafka_ingest_audit_ok": facts.get("kafka_ingest_audit_ok"),
         "failed": failed,
         "notes": results.notes,
         "elapsed_s": round(elapsed, 1),

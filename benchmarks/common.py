@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import subprocess
 import tempfile
 import time
 import uuid
@@ -82,6 +83,10 @@ class Scale:
     """Measured seconds of HTTP load per server, split over ``http_rounds`` turns."""
     http_warmup_seconds: float = 2.0
     http_rounds: int = 2
+    kafka_relay_events: int = 50_000
+    """Entries the Kafka relay publishes (and raw kafka-python produces) in ``kafka.relay``."""
+    kafka_ingest_events: int = 20_000
+    """Messages consumed from the ingest topic in ``kafka.ingest``."""
 
     @classmethod
     def default(cls) -> Scale:
@@ -96,6 +101,8 @@ class Scale:
             http_seconds=3.0,
             http_warmup_seconds=1.0,
             http_rounds=1,
+            kafka_relay_events=5_000,
+            kafka_ingest_events=2_000,
         )
 
 
@@ -210,6 +217,23 @@ class Context:
     server: PostgresServer
     scale: Scale
     results: Results
+    services: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """Services started on demand for the whole run (the Kafka broker); the harness closes it at the end."""
+    _kafka: str | None = field(default=None, init=False, repr=False)
+
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` of a Kafka broker, started on first use and shared by every Kafka benchmark.
+
+        ``LEDGER_TEST_KAFKA_BOOTSTRAP_SERVERS`` when set, else an Apache Kafka container, else a local Tansu
+        broker (``tests.services.kafka_bootstrap_servers``).
+        """
+        if self._kafka is None:
+            from tests.services import kafka_bootstrap_servers
+
+            source = kafka_source()
+            self._kafka = self.services.enter_context(kafka_bootstrap_servers())
+            self.results.facts["kafka_broker"] = source
+        return self._kafka
 
     @contextlib.contextmanager
     def database(self, prefix: str) -> Iterator[Database]:
@@ -222,6 +246,22 @@ class Context:
         """A new ledger (migrations run, key created) in its own database and key directory."""
         with self.database(prefix) as database, new_ledger(database.superuser_url) as ledger:
             yield ledger
+
+
+def kafka_source() -> str:
+    """Which broker ``tests.services.kafka_bootstrap_servers`` chooses, the way it chooses it."""
+    from tests.services import KAFKA_BOOTSTRAP_ENV, docker_engine_available, tansu_binary
+
+    if os.environ.get(KAFKA_BOOTSTRAP_ENV):
+        return f"broker at {KAFKA_BOOTSTRAP_ENV}"
+    if docker_engine_available():
+        return "Apache Kafka container (testcontainers, KRaft)"
+    binary = tansu_binary()
+    version = "version unknown"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        answer = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False)
+        version = answer.stdout.strip() or version
+    return f"local Tansu broker ({version}, memory storage)"
 
 
 def ledger_settings(data_dir: Path, url: str) -> Settings:

@@ -60,6 +60,26 @@ DESCRIPTIONS = {
     "checkpoint, so this is entries / new checkpoints): how much the server's group commit gathers.",
     "http.append.log_entries": "Entries the server appended, read back after the servers stopped with "
     "`Ledger.open(...).audit()`; the audit must pass and the count must equal the 2xx answers.",
+    "kafka.relay": "`Relay.run_once()` publishing entries already committed to a PostgreSQL-backed ledger to a "
+    "fresh one-partition topic on a real broker, as deployed: per chunk of `relay_batch_size` (1,000) entries, "
+    "read them from the database, build the records (`entry_record`), send them with `acks=all` (the relay's "
+    "compression, `linger_ms`, `batch_size` and idempotence), wait until every record is acknowledged, then commit "
+    "the relay's progress. Each turn drains the entries appended (untimed) since the previous one.",
+    "kafka.raw_produce": "kafka-python's `KafkaProducer` with the relay's own producer settings sending the same "
+    "key, value and header bytes (built untimed with `entry_record` from the same entries, read back from the "
+    "relay's ledger) to another fresh topic created the same way, one `flush()` per turn: the cost of Kafka "
+    "alone, with nothing read from or written to the database.",
+    "kafka.ingest": "`IngestConsumer.run_once()` end to end: envelope messages already on a fresh one-partition "
+    "ingest topic (produced untimed before the turn) polled, parsed, validated and appended to a PostgreSQL-backed "
+    "ledger, each poll batch (up to 500 messages) committed with the consumer's offsets in one durable "
+    "transaction; counted until every message of the turn is appended.",
+    "kafka.raw_consume": "kafka-python's `KafkaConsumer` (partitions assigned, no group, the same "
+    "`max_poll_records`) reading the same messages from the same topic and doing nothing with them: Kafka's share.",
+    "kafka.ingest.ledger_only": "The same events (parsed untimed from the same message bytes) through the ledger "
+    "calls the consumer makes, without Kafka: `Ledger.prepare_batch` per event (every message is its own batch, "
+    "so that a conflicting one is refused alone) and one `Ledger.commit_prepared_with` per 500, in a ledger of its "
+    "own: the ledger's share. In a full run `kafka.ingest` is also compared with `ingest.batch` (1,000 events per "
+    "`append_batch`).",
 }
 
 
@@ -145,14 +165,17 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         "`synchronous_commit` on), in process and through its HTTP API. Every figure sits beside a baseline",
         "measured in the same run on the same server, so the ratio stays meaningful when the machine changes:",
         "a plain psycopg 3 writer that does the least work the same rows could cost, the `eventsourcing`",
-        "library as a peer event store, and a bare FastAPI app for the HTTP API.",
+        "library as a peer event store, a bare FastAPI app for the HTTP API, and kafka-python producing or",
+        "consuming the same bytes for the Kafka relay and ingest.",
         "Targets are printed for orientation only; nothing is asserted.",
         "",
         "Run it with `make bench` (which runs `.venv/bin/python -m benchmarks`). Options: `--quick` for a",
         "smoke test with small counts, `--only NAME` (repeatable; a prefix such as `ingest` selects a group),",
         "`--list`, and `--no-write` to leave this file and `benchmarks/results.json` alone. PostgreSQL comes",
         "from `LEDGER_TEST_DATABASE_URL` (a superuser URL) when set, else a container or a throwaway local",
-        "cluster, as for the tests (`tests/services.py`). Each contender writes into its own new database.",
+        "cluster, as for the tests (`tests/services.py`); Kafka likewise from `LEDGER_TEST_KAFKA_BOOTSTRAP_SERVERS`,",
+        "else an Apache Kafka container, else a local Tansu broker. Each contender writes into its own new",
+        "database (and topic).",
         "`python -m benchmarks.profile_append` profiles `Ledger.append_batch` with cProfile.",
         "",
         "This file is generated: edit `benchmarks/report.py`, not the text below.",
@@ -187,6 +210,7 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         "and each figure is its events over the sum of its timed writes.",
         "",
         *http_method(meta),
+        *kafka_method(meta),
         "Row sizes: ledger body "
         f"{meta['row_bytes'].get('ledger_body', '?')} bytes and payload "
         f"{meta['row_bytes'].get('ledger_payload', '?')} bytes; baseline rows "
@@ -209,6 +233,7 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         f"- Memory figures read from: {meta.get('memory_source') or 'not measured'}; "
         f"audit of the batch log passed: {meta.get('ledger_audit_ok')}",
         *http_details(meta),
+        *kafka_details(meta),
         f"- Wall-clock time of the whole run: {meta['elapsed_s']:.0f} s",
         "",
         "Commit latency on a shared virtual disk varies from run to run (by a factor of two or more for the",
@@ -245,6 +270,47 @@ def http_details(meta: dict[str, Any]) -> list[str]:
     return [
         f"- HTTP servers: {meta.get('http_server_runtime') or 'unknown'}; audit of the log written over HTTP "
         f"passed: {meta.get('http_audit_ok')}; its size equals the 2xx answers: {meta.get('http_log_matches_2xx')}",
+    ]
+
+
+def _count(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _ran_kafka(meta: dict[str, Any]) -> bool:
+    return any(name.startswith("kafka.") for name in meta.get("benchmarks", []))
+
+
+def kafka_method(meta: dict[str, Any]) -> list[str]:
+    """How the Kafka figures were measured, when the run measured them."""
+    if not _ran_kafka(meta):
+        return []
+    text = (
+        "For the Kafka figures a round's share is made ready before the round's first turn, untimed: its events are "
+        "appended to the relay's ledger (`kafka.relay`), or its messages produced to the ingest topic with "
+        "`acks=all` (`kafka.ingest`); each contender then drains that share in its timed turn. Every contender "
+        f"first drains a warm-up share of {meta['counts'].get('kafka_warmup', 0):,} (topic metadata, connections). "
+        "The broker, the harness and PostgreSQL share the machine's CPUs. Afterwards both topics of `kafka.relay` "
+        "are read back (they must hold exactly seqs 0, 1, 2, ... in order: warm-up and measured entries) and the "
+        "ingest ledger is counted and audited."
+    )
+    return [*textwrap.wrap(text, 104), ""]
+
+
+def kafka_details(meta: dict[str, Any]) -> list[str]:
+    if not _ran_kafka(meta):
+        return []
+    counts = meta["counts"]
+    return [
+        f"- Kafka: {meta.get('kafka_broker') or 'broker unknown'}; kafka-python "
+        f"{meta['versions'].get('kafka-python')}; {counts.get('kafka_relay_events', 0):,} entries relayed and "
+        f"{counts.get('kafka_ingest_events', 0):,} messages ingested (after {counts.get('kafka_warmup', 0):,} "
+        f"warm-up each); entries record value {meta.get('kafka_record_value_bytes') or '?'} bytes",
+        f"- Kafka checks: relay topic read back in seq order: {meta.get('kafka_relay_topic_ok')}; raw producer's "
+        f"topic: {meta.get('kafka_raw_topic_ok')}; relay progress at the log size: "
+        f"{meta.get('kafka_relay_progress_ok')}; ingest ledger holds {_count(meta.get('kafka_ingest_log_entries'))} "
+        f"entries, one per message: {meta.get('kafka_ingest_log_matches')}; its audit passed: "
+        f"{meta.get('kafka_ingest_audit_ok')}",
     ]
 
 

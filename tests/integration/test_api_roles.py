@@ -102,6 +102,7 @@ def _calls(world: World) -> list[tuple[str, str, dict[str, Any] | None, int, set
         ("POST", "/v1/audits", None, 201, {"auditor"}),
         ("GET", "/v1/audits", None, 200, {"auditor"}),
         ("GET", f"/v1/audits/{world.audit_id}", None, 200, {"auditor"}),
+        ("GET", "/v1/reconciliations/kafka", None, 404, {"auditor"}),  # no broker configured in this app
         ("POST", "/v1/api-keys", "key", 201, {"admin"}),
         ("GET", "/v1/api-keys", None, 200, {"admin"}),
         ("DELETE", "/v1/api-keys/{spare}", None, 204, {"admin"}),
