@@ -6,7 +6,7 @@ import base64
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -511,11 +511,6 @@ def api_keys_list(json_out: JsonOption = False) -> None:
         typer.echo(_key_line(key))
     if not keys:
         typer.echo("no API keys yet: create one with `ledger api-keys create --role ROLE`")
-
-
-def iter_lines(path: Path) -> Iterator[str]:
-    with path.open(encoding="utf-8") as handle:
-        yield from handle
 
 
 def main() -> None:
