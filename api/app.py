@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from ledger.settings import Settings
 from schemas.envelope import EventIn
 
 if TYPE_CHECKING:
-    from ledger.bus.relay import RelayThread
+    from ledger.bus.relay import LogWorkerThread
 
 API_VERSION = "1"
 log = logging.getLogger("ledger.api")
@@ -38,12 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        relay = _start_relay(settings)
+        workers = _start_bus_workers(settings)
         try:
             yield
         finally:
-            if relay is not None:
-                relay.stop()
+            for worker in workers:
+                worker.stop()
             state.recorder.engine.dispose()
 
     app = FastAPI(
@@ -63,14 +64,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _start_relay(settings: Settings) -> RelayThread | None:
-    """With a Kafka broker configured, the relay publishes committed entries from a background thread."""
+def _start_bus_workers(settings: Settings) -> list[LogWorkerThread]:
+    """With a Kafka broker configured, the relay publishes committed entries from a background thread, and
+    with an ingest topic configured too, a second thread appends the services' events from it."""
     if not settings.kafka_bootstrap_servers:
-        return None
-    from ledger.bus.relay import RelayThread
+        return []
+    from ledger.bus.ingest import IngestConsumer
+    from ledger.bus.relay import LogWorkerThread, relay_thread
 
     log.info("relaying entries to Kafka topic %s", settings.kafka_topic)
-    return RelayThread(settings).start()
+    workers = [relay_thread(settings).start()]
+    if settings.kafka_ingest_topic:
+        log.info("ingesting events from Kafka topic %s", settings.kafka_ingest_topic)
+
+        def ingest(ledger: Ledger, stop: threading.Event) -> None:
+            IngestConsumer(ledger, settings).run_forever(stop)
+
+        workers.append(LogWorkerThread(settings, "ingest", ingest).start())
+    return workers
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

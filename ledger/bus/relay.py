@@ -294,15 +294,18 @@ def backoff_seconds(interval: float, failures: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-class RelayThread:
-    """The relay in a daemon thread (inside ``ledger serve``); it opens its log when the database answers."""
+class LogWorkerThread:
+    """A background worker over one log (inside ``ledger serve``): it opens its log once the database
+    answers and it exists (LEDGER_LOG_ORIGIN, or the only log), then runs ``work(ledger, stop_event)``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, name: str, work: Callable[[Ledger, threading.Event], object]) -> None:
         self.settings = settings
+        self._name = name
+        self._work = work
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ledger-relay", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"ledger-{name}", daemon=True)
 
-    def start(self) -> RelayThread:
+    def start(self) -> LogWorkerThread:
         self._thread.start()
         return self
 
@@ -315,12 +318,11 @@ class RelayThread:
         try:
             ledger = self._open_log(recorder)
             if ledger is not None:
-                Relay(ledger, self.settings).run_forever(self._stop)
+                self._work(ledger, self._stop)
         finally:
             recorder.engine.dispose()
 
     def _open_log(self, recorder: SqlRecorder) -> Ledger | None:
-        """The log to relay (LEDGER_LOG_ORIGIN, or the only log), once the database answers and it exists."""
         failures = 0
         while not self._stop.is_set():
             try:
@@ -335,6 +337,11 @@ class RelayThread:
                 failures += 1
                 pause = backoff_seconds(self.settings.relay_interval_seconds, failures)
                 reason = str(exc) if isinstance(exc, LedgerError) else type(exc).__name__
-                log.warning("relay: cannot open the log yet: %s (retrying in %.1f s)", reason, pause)
+                log.warning("%s: cannot open the log yet: %s (retrying in %.1f s)", self._name, reason, pause)
                 self._stop.wait(pause)
         return None
+
+
+def relay_thread(settings: Settings) -> LogWorkerThread:
+    """The relay as a background worker of the server."""
+    return LogWorkerThread(settings, "relay", lambda ledger, stop: Relay(ledger, settings).run_forever(stop))

@@ -463,6 +463,40 @@ def test_server_runs_the_relay_when_kafka_is_configured(tmp_path: Path, kafka_bo
     ledger.recorder.engine.dispose()
 
 
+def test_server_ingests_when_an_ingest_topic_is_configured(tmp_path: Path, kafka_bootstrap: str) -> None:
+    from fastapi.testclient import TestClient
+    from kafka import KafkaProducer
+
+    from api.app import create_app
+
+    settings = _settings(tmp_path, kafka_bootstrap, kafka_ingest_topic=f"ingest-{uuid.uuid4().hex[:10]}")
+    ledger = Ledger.create(settings, ORIGIN)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    for event_id in ids:
+        event = {
+            "id": event_id,
+            "stream": "controls/iam-01/host-001",
+            "type": "check.result",
+            "occurred_at": "2026-11-20T10:00:00Z",
+            "payload": {
+                "control_id": "IAM-01",
+                "check_id": "c1",
+                "status": "pass",
+                "observed_at": "2026-11-20T10:00:00Z",
+            },
+        }
+        producer.send(settings.kafka_ingest_topic or "", json.dumps(event).encode())
+    producer.flush()
+    producer.close()
+    with TestClient(create_app(settings)):
+        _wait_for(lambda: ledger.head().size == 5, 30, "the server to ingest the topic")
+    assert not [t for t in threading.enumerate() if t.name in ("ledger-relay", "ledger-ingest")]
+    assert sorted(e.event_id for e in ledger.entries()) == sorted(ids)
+    assert {e.producer for e in ledger.entries()} == {f"kafka:{settings.kafka_ingest_topic}"}
+    ledger.recorder.engine.dispose()
+
+
 def _ledger_cli(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     environment.update(env)
