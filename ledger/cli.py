@@ -686,5 +686,172 @@ def reconcile_kafka(
         raise typer.Exit(EXIT_FINDINGS)
 
 
+# --- retention: legal holds, disposal, GDPR erasure (DORA.md sections 3 and 5) ------------------------------
+
+hold_app = typer.Typer(help="Legal holds, recorded as ledger events.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention and disposal of expired payloads.", no_args_is_help=True)
+app.add_typer(hold_app, name="hold")
+app.add_typer(retention_app, name="retention")
+
+
+def _retention_policy(path: Path | None) -> Any:
+    from retention.policy import load_policy
+
+    if path is None:
+        return load_policy(None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the retention policy {path}: {exc.strerror}") from None
+    return load_policy(text)
+
+
+def _retention_now(now: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    from schemas.timestamps import parse_timestamp
+
+    return datetime.now(UTC) if now is None else parse_timestamp(now, field="now")
+
+
+def _until_text(until: Any) -> str:
+    return "not running" if until is None else until.isoformat()
+
+
+PolicyOption = Annotated[Path | None, typer.Option("--policy", help="retention policy TOML (default: built-in)")]
+
+
+@hold_app.command("set")
+@handles_errors
+def hold_set(
+    scope_kind: Annotated[str, typer.Option("--scope-kind", help="stream, stream_prefix, incident or case")],
+    scope: Annotated[str, typer.Option("--scope", help="the stream, prefix, incident id or case id held")],
+    reason: Annotated[str, typer.Option("--reason", help="why the hold is set")],
+    actor: Annotated[str, typer.Option("--actor", help="who sets the hold")] = "cli",
+    case_id: Annotated[str | None, typer.Option("--case-id", help="case or matter reference")] = None,
+) -> None:
+    """Set a legal hold: suspends expiry (and defers erasure) of what it covers until released."""
+    from retention.holds import set_hold
+
+    hold = set_hold(_ledger(), scope_kind=scope_kind, scope=scope, reason=reason, actor=actor, case_id=case_id)
+    typer.echo(f"hold {hold.hold_id} set on {hold.scope_kind} {hold.scope}")
+
+
+@hold_app.command("release")
+@handles_errors
+def hold_release(
+    hold_id: Annotated[str, typer.Argument(help="the hold to release")],
+    reason: Annotated[str, typer.Option("--reason", help="why the hold is released")],
+    actor: Annotated[str, typer.Option("--actor", help="who releases the hold")] = "cli",
+) -> None:
+    """Release a legal hold (recorded as a ledger event)."""
+    from retention.holds import release_hold
+
+    hold = release_hold(_ledger(), hold_id, reason=reason, actor=actor)
+    typer.echo(f"hold {hold.hold_id} released")
+
+
+@hold_app.command("list")
+@handles_errors
+def hold_list(json_out: JsonOption = False) -> None:
+    """List every legal hold with its state."""
+    from retention.holds import load_holds
+
+    holds = load_holds(_ledger())
+    if json_out:
+        _print_json(
+            [
+                {
+                    "hold_id": h.hold_id,
+                    "scope_kind": h.scope_kind,
+                    "scope": h.scope,
+                    "actor": h.actor,
+                    "reason": h.reason,
+                    "case_id": h.case_id,
+                    "set_at": h.set_at.isoformat(),
+                    "released_at": None if h.released_at is None else h.released_at.isoformat(),
+                }
+                for h in holds
+            ]
+        )
+        return
+    for h in holds:
+        state = "active" if h.active else f"released {h.released_at.isoformat() if h.released_at else ''}"
+        typer.echo(f"{h.hold_id}  {h.scope_kind} {h.scope}  case {h.case_id}  set {h.set_at.isoformat()}  {state}")
+    if not holds:
+        typer.echo("no legal holds")
+
+
+@retention_app.command("dispose")
+@handles_errors
+def retention_dispose(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be disposed; change nothing")] = False,
+    execute: Annotated[bool, typer.Option("--execute", help="record a disposal event and remove payloads")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="decision time, RFC 3339 (default: now)")] = None,
+    policy: PolicyOption = None,
+) -> None:
+    """Dispose of payloads whose retention has ended and that no legal hold covers (entries and proofs stay)."""
+    from retention.disposal import execute_disposal, plan_disposal
+    from retention.policy import DEFAULT_RETENTION_WORDING
+
+    if dry_run == execute:
+        raise ValidationError("choose exactly one of --dry-run and --execute")
+    retention_policy = _retention_policy(policy)
+    moment = _retention_now(now)
+    ledger = _ledger()
+    typer.echo(DEFAULT_RETENTION_WORDING)
+    if dry_run:
+        candidates = plan_disposal(ledger, retention_policy, moment)
+        for c in candidates:
+            verdict = "dispose" if c.decision.eligible else "keep"
+            typer.echo(
+                f"seq {c.seq}  {c.event_type}  retain-until {_until_text(c.retain_until)}  {verdict}  {c.decision.rule}"
+            )
+        eligible = sum(1 for c in candidates if c.decision.eligible)
+        typer.echo(f"dry run: {eligible} of {len(candidates)} payloads eligible for disposal; nothing changed")
+        return
+    outcome = execute_disposal(ledger, retention_policy, moment)
+    if outcome.event_seq is None:
+        typer.echo("nothing eligible for disposal; nothing recorded")
+        return
+    seqs = " ".join(str(s) for s in outcome.disposed)
+    typer.echo(f"disposed {len(outcome.disposed)} payloads (seqs {seqs}) under disposal event seq {outcome.event_seq}")
+
+
+@app.command()
+@handles_errors
+def erase(
+    subject: Annotated[str, typer.Option("--subject", help="subject ref (64 hex, an HMAC)")],
+    execute: Annotated[
+        bool, typer.Option("--execute", help="record the decision and erase (default: dry run)")
+    ] = False,
+    policy: PolicyOption = None,
+) -> None:
+    """GDPR Art. 17 erasure of a subject's payloads; deferred where retention is required by law or held."""
+    from retention.disposal import execute_erasure, plan_erasure
+    from retention.policy import DEFAULT_RETENTION_WORDING
+
+    retention_policy = _retention_policy(policy)
+    moment = _retention_now(None)
+    ledger = _ledger()
+    typer.echo(DEFAULT_RETENTION_WORDING)
+    if not execute:
+        candidates = plan_erasure(ledger, retention_policy, subject, moment)
+        for c in candidates:
+            until = "" if c.decision.until is None else f" until {c.decision.until.isoformat()}"
+            typer.echo(
+                f"seq {c.seq}  {c.event_type}  retain-until {_until_text(c.retain_until)}  "
+                f"{c.decision.action}{until}  {c.decision.rule}"
+            )
+        erasable = sum(1 for c in candidates if c.decision.action == "erase")
+        typer.echo(f"dry run: {erasable} of {len(candidates)} payloads would be erased; nothing changed")
+        return
+    outcome = execute_erasure(ledger, retention_policy, subject, moment)
+    typer.echo(
+        f"erased {len(outcome.erased)} payloads, deferred {len(outcome.deferred)}; "
+        f"decision recorded as seq {outcome.event_seq}"
+    )
+
+
 if __name__ == "__main__":
     main()
