@@ -30,11 +30,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from ledger.bus.broker import kafka_errors
 from ledger.bus.cloudevents import parse_ingest_message
 from ledger.errors import ConfigurationError, ConflictError, InfrastructureError, PublishError, ValidationError
 from ledger.service import Ledger, PreparedBatch, utc_now
@@ -144,19 +144,6 @@ class _Message:
     value: bytes
 
 
-@contextmanager
-def _kafka(action: str) -> Iterator[None]:
-    """Translate kafka-python's exceptions at the boundary (DESIGN.md section 4, rule 3)."""
-    from kafka.errors import KafkaError
-
-    try:
-        yield
-    except KafkaError as exc:
-        raise PublishError(f"{action}: the Kafka broker failed ({type(exc).__name__})") from exc
-    except OSError as exc:
-        raise PublishError(f"{action}: the Kafka broker is unreachable ({type(exc).__name__})") from exc
-
-
 class IngestConsumer:
     """Consumes the ingest topic into one ledger; see the module documentation for the guarantees."""
 
@@ -190,7 +177,7 @@ class IngestConsumer:
     def _default_consumer(self) -> ConsumerLike:
         from kafka import KafkaConsumer
 
-        with _kafka("connecting the ingest consumer"):
+        with kafka_errors("connecting the ingest consumer"):
             consumer: ConsumerLike = KafkaConsumer(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 client_id=f"{self.consumer_name}-consumer",
@@ -208,7 +195,7 @@ class IngestConsumer:
         from kafka import KafkaProducer
 
         compression = self.settings.kafka_compression
-        with _kafka("connecting the dead-letter producer"):
+        with kafka_errors("connecting the dead-letter producer"):
             producer: ProducerLike = KafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 client_id=f"{self.consumer_name}-dead-letters",
@@ -255,7 +242,7 @@ class IngestConsumer:
         from kafka import TopicPartition
 
         consumer = self._kafka_consumer()
-        with _kafka("reading the ingest topic's partitions"):
+        with kafka_errors("reading the ingest topic's partitions"):
             numbers = consumer.partitions_for_topic(self.topic) or set()
         if not numbers:
             raise PublishError(
@@ -264,12 +251,12 @@ class IngestConsumer:
             )
         if set(numbers) != set(self._partitions):
             self._partitions = {n: TopicPartition(self.topic, n) for n in sorted(numbers)}
-            with _kafka("assigning the ingest topic's partitions"):
+            with kafka_errors("assigning the ingest topic's partitions"):
                 consumer.assign(list(self._partitions.values()))
             self._positioned = False
         if not self._positioned:
             stored = self.bus.consumer_offsets(self.consumer_name, self.topic)
-            with _kafka("seeking to the stored offsets"):
+            with kafka_errors("seeking to the stored offsets"):
                 for number, partition in self._partitions.items():
                     if number in stored:
                         consumer.seek(partition, stored[number])
@@ -293,7 +280,7 @@ class IngestConsumer:
         stats = IngestStats()
         try:
             consumer = self._position()
-            with _kafka("reading the ingest topic's end offsets"):
+            with kafka_errors("reading the ingest topic's end offsets"):
                 targets = consumer.end_offsets(list(self._partitions.values()), timeout_ms=KAFKA_TIMEOUT_MS)
             last_progress = time.monotonic()
             while max_messages is None or stats.consumed < max_messages:
@@ -344,7 +331,7 @@ class IngestConsumer:
         A partition not fetched yet has no known high watermark: it counts as caught up only after a poll
         that returned nothing.
         """
-        with _kafka("reading the consumer's position"):
+        with kafka_errors("reading the consumer's position"):
             for partition, end in targets.items():
                 highwater = consumer.highwater(partition)
                 if highwater is None and not idle:
@@ -358,7 +345,7 @@ class IngestConsumer:
         """Poll once and commit everything polled in one transaction (entries, dead letters, offsets)."""
         consumer = self._kafka_consumer()
         try:
-            with _kafka("polling the ingest topic"):
+            with kafka_errors("polling the ingest topic"):
                 polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=max(1, max_records))
             messages = [
                 _Message(record.partition, record.offset, record.value or b"")
@@ -455,7 +442,7 @@ class IngestConsumer:
         """Send dead letters with acks=all; return the ids the broker acknowledged."""
         acknowledged: list[int] = []
         try:
-            with _kafka("publishing dead letters"):
+            with kafka_errors("publishing dead letters"):
                 if self._dead_letter_producer is None:
                     self._dead_letter_producer = self._producer_factory()
                 producer = self._dead_letter_producer
@@ -470,7 +457,7 @@ class IngestConsumer:
         failure: PublishError | None = None
         for letter, future in sent:
             try:
-                with _kafka("publishing a dead letter"):
+                with kafka_errors("publishing a dead letter"):
                     future.get(timeout=KAFKA_TIMEOUT_MS / 1000)
             except PublishError as exc:
                 failure = exc

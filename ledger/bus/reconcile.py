@@ -37,10 +37,10 @@ import hashlib
 import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from ledger.bus.broker import kafka_errors
 from ledger.bus.records import SEQ_HEADER, MalformedRecordError, TopicRecord, parse_record
 from ledger.chain import ZERO_HASH, parse_body
 from ledger.errors import NotFoundError, PublishError, VerificationError
@@ -557,23 +557,10 @@ def reconcile(
 # --- reading the topic (kafka-python) -------------------------------------------------------------------------
 
 
-@contextmanager
-def _kafka(action: str) -> Iterator[None]:
-    """Translate kafka-python's exceptions at the boundary."""
-    from kafka.errors import KafkaError
-
-    try:
-        yield
-    except KafkaError as exc:
-        raise PublishError(f"{action}: the Kafka broker failed ({type(exc).__name__})") from exc
-    except OSError as exc:
-        raise PublishError(f"{action}: the Kafka broker is unreachable ({type(exc).__name__})") from exc
-
-
 def _consumer(bootstrap: str, client_id: str) -> Any:
     from kafka import KafkaConsumer
 
-    with _kafka(f"connecting to the Kafka broker at {bootstrap}"):
+    with kafka_errors(f"connecting to the Kafka broker at {bootstrap}"):
         return KafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id=client_id,
@@ -589,7 +576,7 @@ def _consumer(bootstrap: str, client_id: str) -> Any:
 def _partition_numbers(bootstrap: str, topic: str, client_id: str) -> list[int]:
     consumer = _consumer(bootstrap, client_id)
     try:
-        with _kafka(f"reading the partitions of topic {topic!r}"):
+        with kafka_errors(f"reading the partitions of topic {topic!r}"):
             numbers = consumer.partitions_for_topic(topic) or set()
     finally:
         consumer.close()
@@ -613,7 +600,7 @@ class _PartitionReader:
         self._partition = TopicPartition(topic, partition)
         self._first: list[Any] = []
         try:
-            with _kafka(f"opening partition {partition} of topic {topic!r}"):
+            with kafka_errors(f"opening partition {partition} of topic {topic!r}"):
                 self._consumer.assign([self._partition])
                 self._consumer.seek_to_beginning(self._partition)
                 listed = int(self._consumer.end_offsets([self._partition])[self._partition])
@@ -647,7 +634,7 @@ class _PartitionReader:
                     if record.offset >= self.end:
                         return
                     yield record.offset, record.key, record.value, list(record.headers or ())
-                with _kafka("reading the topic"):
+                with kafka_errors("reading the topic"):
                     position = consumer.position(partition)
                     if position is None or position >= self.end:
                         return

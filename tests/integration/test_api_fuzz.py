@@ -28,6 +28,7 @@ from ledger.access import Role
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
+from tests.events import check_result
 
 ORIGIN = "fuzz.bank.example/ledger"
 NOW = "2026-11-20T00:00:00.000000Z"
@@ -40,7 +41,7 @@ class Fuzzed:
         )
         self.ledger = Ledger.create(self.settings, ORIGIN)
         for _ in range(3):
-            self.ledger.append(_event(), producer="seed")
+            self.ledger.append(check_result(), producer="seed")
         store = ApiKeyStore(self.ledger.recorder.engine)
         self.tokens = {
             role: store.create(role, [ORIGIN], ["controls"] if role is Role.PUBLISHER else [], f"{role.value}", NOW)[1]
@@ -56,23 +57,6 @@ class Fuzzed:
         if path.startswith("/v1/api-keys") or path == "/metrics":
             return self.tokens[Role.ADMIN]
         return self.tokens[Role.OFFICER]
-
-
-def _event(stream: str = "controls/iam-01/host-001") -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "stream": stream,
-        "type": "check.result",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "payload": {
-            "control_id": "IAM-01",
-            "check_id": "c1",
-            "status": "pass",
-            "framework_refs": [],
-            "evidence": [],
-            "observed_at": "2026-11-20T10:00:00Z",
-        },
-    }
 
 
 # Schemathesis reads the spec when this module is imported, so the app is built then (embedded store in a
@@ -132,7 +116,7 @@ def test_injection_strings_in_every_field_are_refused_and_change_nothing(
     before = _store_fingerprint(fuzzed)
     headers = {"X-API-Key": fuzzed.tokens[Role.PUBLISHER], "Content-Type": "application/json"}
     for field in ("id", "stream", "type", "occurred_at"):
-        event = _event() | {field: hostile}
+        event = check_result() | {field: hostile}
         body = _dumps(event)
         response = client.post("/v1/events", content=body, headers=headers)
         assert 400 <= response.status_code < 500, (field, response.status_code)
@@ -178,10 +162,10 @@ def test_invalid_json_and_wrong_types_get_problem_json(
 def test_oversize_bodies_and_huge_batches_are_refused(client: TestClient, fuzzed: Fuzzed) -> None:
     before = _store_fingerprint(fuzzed)
     headers = {"X-API-Key": fuzzed.tokens[Role.PUBLISHER]}
-    big = _event() | {"payload": {"blob": "x" * (200 * 1024)}}
+    big = check_result() | {"payload": {"blob": "x" * (200 * 1024)}}
     response = client.post("/v1/events", json=big, headers=headers)
     assert response.status_code == 413 and response.json()["status"] == 413
-    many = {"events": [_event() for _ in range(fuzzed.settings.api_max_batch_events + 1)]}
+    many = {"events": [check_result() for _ in range(fuzzed.settings.api_max_batch_events + 1)]}
     response = client.post("/v1/events:batch", content=_dumps(many)[: 60 * 1024] + b"]}", headers=headers)
     assert 400 <= response.status_code < 500
     small_many = {"events": [{"id": str(uuid.uuid4())} for _ in range(fuzzed.settings.api_max_batch_events + 1)]}

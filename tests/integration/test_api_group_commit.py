@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -14,25 +13,9 @@ from ledger.access import Role
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
+from tests.events import check_result
 
 ORIGIN = "group.bank.example/ledger"
-
-
-def _event(event_id: str | None = None, status: str = "pass") -> dict[str, Any]:
-    return {
-        "id": event_id or str(uuid.uuid4()),
-        "stream": "controls/iam-01/host-001",
-        "type": "check.result",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "payload": {
-            "control_id": "IAM-01",
-            "check_id": "c1",
-            "status": status,
-            "framework_refs": [],
-            "evidence": [],
-            "observed_at": "2026-11-20T10:00:00Z",
-        },
-    }
 
 
 def test_concurrent_posts_each_get_their_own_answer(tmp_path: Path) -> None:
@@ -40,7 +23,7 @@ def test_concurrent_posts_each_get_their_own_answer(tmp_path: Path) -> None:
     ledger = Ledger.create(settings, ORIGIN)
     _, token = ApiKeyStore(ledger.recorder.engine).create(Role.PUBLISHER, [ORIGIN], ["controls"], "svc", "x")
     taken = str(uuid.uuid4())
-    ledger.append(_event(taken), producer="svc")
+    ledger.append(check_result(taken), producer="svc")
     shared = str(uuid.uuid4())
     statuses: dict[str, list[int]] = {"fresh": [], "shared": [], "conflict": [], "batch": []}
     lock = threading.Lock()
@@ -51,13 +34,13 @@ def test_concurrent_posts_each_get_their_own_answer(tmp_path: Path) -> None:
         start.wait()
         for _ in range(5):
             if kind == "fresh":
-                response = client.post("/v1/events", json=_event(), headers=headers)
+                response = client.post("/v1/events", json=check_result(), headers=headers)
             elif kind == "shared":
-                response = client.post("/v1/events", json=_event(shared), headers=headers)
+                response = client.post("/v1/events", json=check_result(shared), headers=headers)
             elif kind == "conflict":
-                response = client.post("/v1/events", json=_event(taken, status="fail"), headers=headers)
+                response = client.post("/v1/events", json=check_result(taken, status="fail"), headers=headers)
             else:
-                batch = {"events": [_event(), _event(taken, status="fail")]}
+                batch = {"events": [check_result(), check_result(taken, status="fail")]}
                 response = client.post("/v1/events:batch", json=batch, headers=headers)
             with lock:
                 statuses[kind].append(response.status_code)

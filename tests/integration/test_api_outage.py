@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,28 +13,12 @@ from ledger.access import Role
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
+from tests.events import check_result
 from tests.services import local_postgres_cluster
 
 ORIGIN = "outage.bank.example/ledger"
 
 pytestmark = pytest.mark.postgres
-
-
-def _event() -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "stream": "controls/iam-01/host-001",
-        "type": "check.result",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "payload": {
-            "control_id": "IAM-01",
-            "check_id": "c1",
-            "status": "pass",
-            "framework_refs": [],
-            "evidence": [],
-            "observed_at": "2026-11-20T10:00:00Z",
-        },
-    }
 
 
 def test_database_outage_gives_fast_503s_and_service_resumes_by_itself(tmp_path: Path) -> None:
@@ -47,11 +29,11 @@ def test_database_outage_gives_fast_503s_and_service_resumes_by_itself(tmp_path:
         _, officer = ApiKeyStore(ledger.recorder.engine).create(Role.OFFICER, [ORIGIN], [], "off", "x")
         headers = {"X-API-Key": token}
         with TestClient(create_app(settings)) as client:
-            assert client.post("/v1/events", json=_event(), headers=headers).status_code == 201
+            assert client.post("/v1/events", json=check_result(), headers=headers).status_code == 201
             assert client.get("/ready").status_code == 200
 
             cluster.stop()
-            during_outage = _event()
+            during_outage = check_result()
             for path, body in (("/v1/events", during_outage), ("/ready", None)):
                 started = time.monotonic()
                 response = client.request("POST" if body else "GET", path, json=body, headers=headers)

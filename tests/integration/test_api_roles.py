@@ -22,28 +22,12 @@ from ledger.access import Role
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
+from tests.events import check_result
 
 LOG_A = "a.bank.example/ledger"
 LOG_B = "b.bank.example/ledger"
 NOW = "2026-11-20T00:00:00.000000Z"
 PUBLIC = {"GET /health", "GET /live", "GET /ready"}
-
-
-def _event(stream: str = "controls/iam-01/host-001") -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "stream": stream,
-        "type": "check.result",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "payload": {
-            "control_id": "IAM-01",
-            "check_id": "c1",
-            "status": "pass",
-            "framework_refs": [],
-            "evidence": [],
-            "observed_at": "2026-11-20T10:00:00Z",
-        },
-    }
 
 
 @dataclass
@@ -61,8 +45,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = Settings(data_dir=data, api_rate_limit_per_second=10_000, api_rate_limit_burst=10_000)
     ledger_a = Ledger.create(settings, LOG_A)
     Ledger.create(settings, LOG_B)
-    first = ledger_a.append(_event(), producer="seed").entry
-    ledger_a.append(_event(), producer="seed")
+    first = ledger_a.append(check_result(), producer="seed").entry
+    ledger_a.append(check_result(), producer="seed")
     store = ApiKeyStore(ledger_a.recorder.engine)
     tokens = {}
     for role in Role:
@@ -111,9 +95,9 @@ def _calls(world: World) -> list[tuple[str, str, dict[str, Any] | None, int, set
 
 def _body(kind: Any) -> Any:
     if kind == "event":
-        return _event()
+        return check_result()
     if kind == "batch":
-        return {"events": [_event(), _event()]}
+        return {"events": [check_result(), check_result()]}
     if kind == "key":
         return {"role": "officer", "logs": [LOG_A], "stream_prefixes": [], "name": f"made-{uuid.uuid4().hex[:6]}"}
     return None
@@ -198,14 +182,14 @@ def test_payloads_are_shown_to_officers_only(world: World) -> None:
 
 def test_publishers_append_only_under_their_prefixes(world: World) -> None:
     headers = {"X-API-Key": world.tokens["publisher"]}
-    outside = world.client.post("/v1/events", json=_event("incident/INC-1"), headers=headers)
+    outside = world.client.post("/v1/events", json=check_result(stream="incident/INC-1"), headers=headers)
     assert outside.status_code == 403
-    batch = {"events": [_event(), _event("approvals/x")]}
+    batch = {"events": [check_result(), check_result(stream="approvals/x")]}
     assert world.client.post("/v1/events:batch", json=batch, headers=headers).status_code == 403
 
 
 def test_the_producer_comes_from_the_key_never_from_the_body(world: World) -> None:
-    event = _event() | {"producer": "someone-else"}
+    event = check_result() | {"producer": "someone-else"}
     made = world.client.post("/v1/events", json=event, headers={"X-API-Key": world.tokens["publisher"]})
     assert made.status_code == 201, made.text
     assert made.json()["entry"]["producer"] == "publisher-a"
