@@ -47,7 +47,7 @@ def entry_public(
 
 def entries_public(ledger: Ledger, key: ApiKey, entries: list[EntryRecord]) -> list[EntryPublic]:
     show = key.may(Permission.READ_PAYLOAD)
-    payloads = ledger.recorder.payloads(ledger.head().log_id, [e.seq for e in entries]) if show and entries else {}
+    payloads = ledger.recorder.payloads(ledger.log_id, [e.seq for e in entries]) if show and entries else {}
     return [entry_public(e, payloads.get(e.seq), show_payload=show) for e in entries]
 
 

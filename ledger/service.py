@@ -533,6 +533,11 @@ class Ledger:
 
     # --- reading ----------------------------------------------------------------------------------
 
+    @property
+    def log_id(self) -> int:
+        """The log's key in the store (fixed for the life of the log; no I/O)."""
+        return self._log_id
+
     def head(self) -> LogHead:
         return self.recorder.get_log(self.origin)
 

@@ -110,7 +110,7 @@ class ErasureOutcome:
 def _with_payloads(
     ledger: Ledger, entries: Iterator[EntryRecord]
 ) -> Iterator[tuple[EntryRecord, PayloadRecord | None]]:
-    log_id = ledger.head().log_id
+    log_id = ledger.log_id
     batch: list[EntryRecord] = []
     for entry in entries:
         batch.append(entry)
@@ -230,7 +230,7 @@ def execute_disposal(
     event_seq = _append_decision(ledger, DISPOSED_TYPE, now, payload, actor)
     erase_payloads(
         ledger.recorder.engine,
-        ledger.head().log_id,
+        ledger.log_id,
         seqs,
         erased_by_seq=event_seq,
         reason=DISPOSAL_REASON,
@@ -289,7 +289,7 @@ def execute_erasure(
     event_seq = _append_decision(ledger, ERASURE_DECIDED_TYPE, now, payload, actor)
     erase_payloads(
         ledger.recorder.engine,
-        ledger.head().log_id,
+        ledger.log_id,
         erase,
         erased_by_seq=event_seq,
         reason=ERASURE_REASON,

@@ -170,7 +170,7 @@ def _page(ledger: Any, key: ApiKey, filters: EntryFilter, cursor: str | None, li
     limit = min(limit, ledger.settings.api_page_size_max)
     if cursor is not None:
         filters.from_seq = decode_cursor(cursor) + 1
-    found = list(islice(ledger.recorder.iter_entries(ledger.head().log_id, filters, batch_size=limit + 1), limit + 1))
+    found = list(islice(ledger.recorder.iter_entries(ledger.log_id, filters, batch_size=limit + 1), limit + 1))
     page, more = found[:limit], len(found) > limit
     return EntryPage(
         entries=entries_public(ledger, key, page), next_cursor=encode_cursor(page[-1].seq) if more else None

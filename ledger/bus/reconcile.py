@@ -724,7 +724,7 @@ def reconcile_topic(
     from ledger.store.bus import BusStore
 
     recorder = ledger.recorder
-    log_id = ledger.head().log_id
+    log_id = ledger.log_id
     progress = BusStore(recorder.engine).relay_next_seq(log_id, topic)
     with read(bootstrap, topic) as records:
         latest = recorder.latest_checkpoint(log_id)

@@ -108,7 +108,7 @@ class Relay:
     @property
     def log_id(self) -> int:
         if self._log_id is None:
-            self._log_id = self.ledger.head().log_id
+            self._log_id = self.ledger.log_id
         return self._log_id
 
     def next_seq(self) -> int:
