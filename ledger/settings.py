@@ -55,12 +55,26 @@ class Settings(BaseSettings):
     relay_interval_seconds: float = Field(default=0.5, gt=0, description="pause when the relay has caught up")
     blob_connection_string: SecretStr | None = None
     blob_container: str = "regulatory-snapshots"
+    snapshot_dir: Path | None = Field(
+        default=None, description="local snapshot store when no Blob store is set (default <data dir>/snapshots)"
+    )
+    seal_store_name: str = Field(
+        default="primary", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="name of the store in the chain"
+    )
+    seal_every_entries: int = Field(default=10_000, ge=1, description="entries per sealed segment")
+    seal_every_seconds: float = Field(default=900.0, gt=0, description="seal a shorter segment after this long")
+    seal_worm: bool = Field(default=True, description="upload sealed objects with an immutability policy")
+    seal_enabled: bool = Field(default=True, description="run the sealer inside `ledger serve`")
+    retention_policy_file: Path | None = Field(default=None, description="retention policy TOML (default: built-in)")
 
     def resolved_database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under the data directory."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    def resolved_snapshot_dir(self) -> Path:
+        return self.snapshot_dir if self.snapshot_dir is not None else self.data_dir / "snapshots"
 
     @property
     def key_dir(self) -> Path:

@@ -1,0 +1,424 @@
+"""Restore: rebuild a fresh database from the sealed segments of an object store, verifying everything.
+
+Every segment is read in seq order and checked as ``ledger verify`` checks the database (leaf hashes,
+canonical bodies, chain links, stream counters, Ed25519 signatures with keys valid at each seq, payload
+digests), the rebuilt Merkle tree's root is compared with every sealed checkpoint, whose signature must verify,
+and each object's SHA-256 is compared with the digest recorded in the chain by the ``snapshot.sealed`` (or
+``snapshot.payloads_redacted``) event that covers it.  The first problem stops the restore with an
+:class:`~ledger.errors.IntegrityError` naming the object and the seq; since the whole load is one
+transaction, the target database is then left as it was.
+
+Trust: the keys that may sign are the segment header's key list, where every key after the first must be
+announced by a verified ``key.rotated`` entry of the chain signed by its predecessor.  The first key is the
+anchor: pass it (or any later key) as ``trusted_keys`` to pin it; without a pin the restore trusts the first key
+found in the store and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ledger.errors import IntegrityError, ValidationError, VerificationError
+from ledger.merkle import CompactRange
+from ledger.notes import parse_checkpoint, parse_note, parse_verifier_key
+from ledger.store.bulk import LoadedEntry, bulk_load
+from ledger.store.database import make_engine, migrate
+from ledger.store.records import CheckpointRecord, EntryRecord, KeyRecord, LogHead, NodeRecord, PayloadRecord
+from ledger.verify import Auditor, Finding
+from retention.sealing import REDACTED_TYPE, SEALED_TYPE, SNAPSHOT_STREAM_PREFIX
+from retention.segments import (
+    CHECKPOINTS,
+    PAYLOADS,
+    SEGMENTS,
+    Segment,
+    SegmentHeader,
+    body_subjects,
+    decode_checkpoint_object,
+    decode_payloads,
+    decode_segment,
+    log_prefix,
+    origin_of_prefix,
+    parse_range_name,
+    parse_size_name,
+)
+from retention.stores.base import ObjectStore
+from schemas.timestamps import format_timestamp
+
+__all__ = ["RestoreReport", "SegmentPlan", "plan_restore", "restore"]
+
+KEY_ROTATED_TYPE = "key.rotated"
+_CHECKPOINT_CODES = frozenset({"bad-checkpoint", "root-mismatch", "fork", "truncated"})
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPlan:
+    first: int
+    last: int
+    segment: str
+    payloads: str
+    checkpoint: str
+
+
+@dataclass(slots=True)
+class RestoreReport:
+    origin: str
+    entries: int = 0
+    segments: int = 0
+    checkpoints: int = 0
+    size: int = 0
+    root: str = ""
+    checkpoint: str = ""
+    digests_checked: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "entries": self.entries,
+            "segments": self.segments,
+            "checkpoints": self.checkpoints,
+            "size": self.size,
+            "root": self.root,
+            "checkpoint": self.checkpoint,
+            "digests_checked": self.digests_checked,
+            "notes": self.notes,
+        }
+
+
+# --- what the store holds ---------------------------------------------------------------------------
+
+
+def find_origin(store: ObjectStore, origin: str | None) -> str:
+    if origin is not None:
+        return origin
+    prefixes = sorted({obj.name.split("/", 1)[0] for obj in store.list()})
+    if not prefixes:
+        raise IntegrityError("the store holds no sealed log")
+    if len(prefixes) > 1:
+        names = ", ".join(origin_of_prefix(p) for p in prefixes)
+        raise ValidationError(f"the store holds several logs ({names}): choose one with --log")
+    return origin_of_prefix(prefixes[0])
+
+
+def plan_restore(store: ObjectStore, origin: str) -> tuple[list[SegmentPlan], dict[int, str], list[str]]:
+    """The segments in seq order with their payload and checkpoint objects; refuses gaps, overlaps, strays."""
+    prefix = log_prefix(origin)
+    segments = sorted((parse_range_name(o.name), o.name) for o in store.list(f"{prefix}{SEGMENTS}/"))
+    payload_objects = {parse_range_name(o.name): o.name for o in store.list(f"{prefix}{PAYLOADS}/")}
+    checkpoints = {parse_size_name(o.name): o.name for o in store.list(f"{prefix}{CHECKPOINTS}/")}
+    if not segments:
+        raise IntegrityError(f"the store holds no segment of log {origin}")
+    plans: list[SegmentPlan] = []
+    expected = 0
+    for (first, last), name in segments:
+        if first > expected:
+            raise IntegrityError(
+                f"object {name}: starts at seq {first} but seq {expected} comes next: "
+                f"the segment holding seqs {expected}..{first - 1} is missing"
+            )
+        if first < expected:
+            raise IntegrityError(f"object {name}: overlaps the previous segment at seq {first}")
+        payload_name = payload_objects.get((first, last))
+        if payload_name is None:
+            raise IntegrityError(f"object {name}: its payload object is missing (seq {first})")
+        checkpoint = checkpoints.get(last + 1)
+        if checkpoint is None:
+            raise IntegrityError(f"object {name}: the checkpoint of size {last + 1} that seals it is missing")
+        plans.append(SegmentPlan(first, last, name, payload_name, checkpoint))
+        expected = last + 1
+    beyond = sorted(size for size in checkpoints if size > expected)
+    if beyond:
+        raise IntegrityError(
+            f"object {checkpoints[beyond[-1]]}: a sealed checkpoint covers {beyond[-1]} entries but the segments end "
+            f"at seq {expected - 1}: the segment(s) holding seqs {expected}..{beyond[-1] - 1} are missing"
+        )
+    notes = []
+    unsealed = sorted(set(payload_objects) - {(p.first, p.last) for p in plans})
+    if unsealed:
+        notes.append(f"{len(unsealed)} payload object(s) belong to no segment and were ignored")
+    return plans, {size: checkpoints[size] for size in sorted(checkpoints)}, notes
+
+
+# --- verification state -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Keys:
+    """The key list of the newest segment header and the anchors it must be traced back to."""
+
+    keys: list[KeyRecord]
+    trusted: set[str]
+    announced: dict[str, tuple[int, str]] = field(default_factory=dict)  # key id -> (valid_from_seq, verifier)
+
+    def check(self) -> list[str]:
+        """Every key is pinned, or the first key, or announced in the chain at its first seq."""
+        problems = []
+        for index, key in enumerate(self.keys):
+            if key.verifier_key in self.trusted:
+                continue
+            if index == 0 and not self.trusted:
+                continue
+            announced = self.announced.get(key.key_id)
+            if announced is None or announced != (key.valid_from_seq, key.verifier_key):
+                problems.append(
+                    f"key {key.key_id} (valid from seq {key.valid_from_seq}) is neither trusted nor announced by a "
+                    "key.rotated entry signed by its predecessor"
+                )
+        if self.trusted and not any(k.verifier_key in self.trusted for k in self.keys):
+            problems.append("none of the store's keys is a trusted key")
+        return problems
+
+
+def _checkpoint_record(store: ObjectStore, name: str, size: int, origin: str) -> tuple[CheckpointRecord, bytes]:
+    data = store.get(name)
+    note = decode_checkpoint_object(data, name)
+    try:
+        parsed = parse_checkpoint(parse_note(note).text)
+    except VerificationError as exc:
+        raise IntegrityError(f"object {name}: {exc}") from exc
+    if parsed.size != size or parsed.origin != origin:
+        raise IntegrityError(f"object {name}: holds the checkpoint of {parsed.origin} size {parsed.size}")
+    return CheckpointRecord(size, parsed.root, note, ""), data
+
+
+def _newest_header(store: ObjectStore, plan: SegmentPlan) -> SegmentHeader:
+    try:
+        header = decode_segment(store.get(plan.segment), plan.segment).header
+    except VerificationError as exc:
+        raise IntegrityError(str(exc)) from exc
+    if not header.keys:
+        raise IntegrityError(f"object {plan.segment}: the header lists no key")
+    return header
+
+
+class _Recorded:
+    """Digests recorded in the chain for the store's objects (the newest record of each name wins)."""
+
+    def __init__(self) -> None:
+        self.digests: dict[str, tuple[str, int]] = {}  # name -> (sha256, seq of the recording entry)
+
+    def take(self, entry: EntryRecord, payload: PayloadRecord) -> None:
+        if not entry.stream.startswith(SNAPSHOT_STREAM_PREFIX) or payload.payload is None:
+            return
+        data = orjson.loads(payload.payload)
+        if entry.type == SEALED_TYPE:
+            for obj in data.get("objects", []):
+                self.digests[str(obj.get("name"))] = (str(obj.get("sha256")), entry.seq)
+        elif entry.type == REDACTED_TYPE:
+            self.digests[str(data.get("object"))] = (str(data.get("sha256")), entry.seq)
+
+
+# --- the restore ------------------------------------------------------------------------------------
+
+
+def restore(
+    store: ObjectStore,
+    database_url: str,
+    *,
+    origin: str | None = None,
+    trusted_keys: Sequence[str] = (),
+    progress: Callable[[int], None] | None = None,
+) -> RestoreReport:
+    """Rebuild log ``origin`` (the only one in the store by default) into the fresh database ``database_url``."""
+    for text in trusted_keys:
+        parse_verifier_key(text)  # a malformed pin is bad input, reported before anything is read
+    origin = find_origin(store, origin)
+    plans, checkpoint_names, notes = plan_restore(store, origin)
+    report = RestoreReport(origin=origin, notes=notes)
+    newest = _newest_header(store, plans[-1])
+    keys = _Keys(list(newest.keys), set(trusted_keys))
+    if not trusted_keys:
+        report.notes.append(
+            f"trusting key {keys.keys[0].key_id} as found in the store; pin the log's key with --key to rule out a "
+            "replaced store"
+        )
+    checkpoint_records = []
+    read_digests: dict[str, str] = {}
+    for size, name in checkpoint_names.items():
+        record, data = _checkpoint_record(store, name, size, origin)
+        checkpoint_records.append(record)
+        read_digests[name] = hashlib.sha256(data).hexdigest()
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        _load(
+            store,
+            engine,
+            _Target(origin, newest.log_created_at, plans, checkpoint_names, checkpoint_records),
+            keys,
+            read_digests,
+            report,
+            progress,
+        )
+    finally:
+        engine.dispose()
+    return report
+
+
+def _object_for(finding: Finding, plans: Sequence[SegmentPlan], checkpoint_names: dict[int, str]) -> str:
+    if finding.seq is not None and finding.code in _CHECKPOINT_CODES:
+        name = checkpoint_names.get(finding.seq + 1)
+        if name is not None:
+            return name
+    for plan in plans:
+        if finding.seq is not None and plan.first <= finding.seq <= plan.last:
+            return plan.payloads if finding.code.startswith("payload") else plan.segment
+    return plans[-1].segment
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    origin: str
+    created_at: str
+    plans: Sequence[SegmentPlan]
+    checkpoint_names: dict[int, str]
+    checkpoint_records: Sequence[CheckpointRecord]
+
+
+def _load(
+    store: ObjectStore,
+    engine: Any,
+    target_log: _Target,
+    keys: _Keys,
+    read_digests: dict[str, str],
+    report: RestoreReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    origin, plans, checkpoint_names = target_log.origin, target_log.plans, target_log.checkpoint_names
+    checkpoint_records = target_log.checkpoint_records
+    auditor = Auditor(origin, keys.keys, checkpoint_records)
+    tree = CompactRange(0, [])
+    recorded = _Recorded()
+    stream_next: dict[str, int] = {}
+    prev_hash = bytes(32)
+    reader = ThreadPoolExecutor(1, thread_name_prefix="ledger-restore-read")
+
+    def fetch(plan: SegmentPlan) -> tuple[SegmentPlan, Segment, list[PayloadRecord]]:
+        return plan, *_read_segment(store, plan, read_digests)
+
+    try:
+        active = next((k for k in keys.keys if k.valid_until_seq is None), keys.keys[-1])
+        pending = reader.submit(fetch, plans[0])
+        with bulk_load(engine, origin, target_log.created_at, active.key_id) as target:
+            for index in range(len(plans)):
+                plan, segment, payload_rows = pending.result()
+                if index + 1 < len(plans):
+                    pending = reader.submit(fetch, plans[index + 1])  # read ahead while this one is checked
+                header = segment.header
+                if header.log != origin:
+                    raise IntegrityError(f"object {plan.segment}: belongs to log {header.log}")
+                batch = list(zip(segment.entries, payload_rows, strict=True))
+                nodes = tree.append([entry.hash for entry in segment.entries])
+                before = len(auditor.report.findings)
+                auditor.check_batch(
+                    batch, [(((idx + 1) << level) - 1, NodeRecord(level, idx, h)) for level, idx, h in nodes]
+                )
+                if len(auditor.report.findings) > before:
+                    finding = auditor.report.findings[before]
+                    raise IntegrityError(f"object {_object_for(finding, plans, checkpoint_names)}: {finding}")
+                loaded = []
+                for entry, payload in batch:
+                    recorded.take(entry, payload)
+                    _take_rotation(entry, payload, keys)
+                    stream_next[entry.stream] = entry.stream_seq + 1
+                    loaded.append(LoadedEntry(entry, payload, body_subjects(entry.body)))
+                target.add(loaded, nodes)
+                prev_hash = segment.entries[-1].hash
+                report.entries += len(batch)
+                report.segments += 1
+                if progress is not None:
+                    progress(len(batch))
+            size = plans[-1].last + 1
+            head = LogHead(0, origin, size, prev_hash, tuple(tree.hashes), 0, target_log.created_at, active.key_id)
+            finished = auditor.finish(head)
+            if finished.findings:
+                finding = finished.findings[0]
+                raise IntegrityError(f"object {_object_for(finding, plans, checkpoint_names)}: {finding}")
+            problems = keys.check()
+            if problems:
+                raise IntegrityError(f"object {plans[-1].segment}: {problems[0]}")
+            report.digests_checked = _check_recorded(recorded, read_digests, plans, report)
+            stamp = format_timestamp(datetime.now(UTC))
+            checkpoints = [CheckpointRecord(c.size, c.root, c.note, stamp) for c in checkpoint_records]
+            target.finish(head, keys.keys, stream_next, checkpoints)
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+    report.size = size
+    report.root = tree.root().hex()
+    report.checkpoints = len(checkpoint_records)
+    report.checkpoint = checkpoint_records[-1].note if checkpoint_records else ""
+
+
+def _read_segment(
+    store: ObjectStore, plan: SegmentPlan, read_digests: dict[str, str]
+) -> tuple[Segment, list[PayloadRecord]]:
+    """Fetch and parse a segment and its payloads; the seqs must be exactly the ones its name promises."""
+    data = store.get(plan.segment)
+    payload_data = store.get(plan.payloads)
+    read_digests[plan.segment] = hashlib.sha256(data).hexdigest()
+    read_digests[plan.payloads] = hashlib.sha256(payload_data).hexdigest()
+    try:
+        segment = decode_segment(data, plan.segment)
+        payloads = decode_payloads(payload_data, plan.payloads)
+    except VerificationError as exc:
+        raise IntegrityError(str(exc)) from exc
+    header = segment.header
+    if (header.first, header.last) != (plan.first, plan.last):
+        raise IntegrityError(
+            f"object {plan.segment}: holds seqs {header.first}..{header.last}, not the seqs its name gives "
+            f"(seq {plan.first}): segments were swapped or renamed"
+        )
+    for offset, entry in enumerate(segment.entries):
+        if entry.seq != plan.first + offset:
+            raise IntegrityError(
+                f"object {plan.segment}: seq {plan.first + offset} expected, seq {entry.seq} found (reordered)"
+            )
+    if len(segment.entries) != plan.last - plan.first + 1 or header.count != len(segment.entries):
+        raise IntegrityError(f"object {plan.segment}: holds {len(segment.entries)} entries, not {header.count}")
+    rows = {record.seq: record for record in payloads.payloads}
+    payload_rows = []
+    for entry in segment.entries:
+        record = rows.get(entry.seq)
+        if record is None:
+            raise IntegrityError(f"object {plan.payloads}: seq {entry.seq}: no payload and no erasure record")
+        payload_rows.append(record)
+    return segment, payload_rows
+
+
+def _take_rotation(entry: EntryRecord, payload: PayloadRecord, keys: _Keys) -> None:
+    """A verified ``key.rotated`` entry announces the key that signs from the next seq on."""
+    if entry.type != KEY_ROTATED_TYPE or payload.payload is None:
+        return
+    data = orjson.loads(payload.payload)
+    if isinstance(data, dict) and isinstance(data.get("new_key_id"), str):
+        keys.announced[data["new_key_id"]] = (entry.seq + 1, str(data.get("verifier_key")))
+
+
+def _check_recorded(
+    recorded: _Recorded, read_digests: dict[str, str], plans: Sequence[SegmentPlan], report: RestoreReport
+) -> int:
+    """Each object read must have the digest the chain recorded for it (the newest segment is not yet recorded)."""
+    checked = 0
+    for name, digest in read_digests.items():
+        expected = recorded.digests.get(name)
+        if expected is None:
+            continue
+        if expected[0] != digest:
+            raise IntegrityError(
+                f"object {name}: its SHA-256 differs from the digest recorded in the chain at seq {expected[1]}"
+            )
+        checked += 1
+    newest = plans[-1]
+    if newest.segment not in recorded.digests:
+        report.notes.append(
+            f"the newest segment {newest.segment} is not yet recorded in the chain; its entries' signatures and the "
+            "signed checkpoint cover it"
+        )
+    return checked
