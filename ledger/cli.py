@@ -697,6 +697,7 @@ app.add_typer(retention_app, name="retention")
 def _retention_policy(path: Path | None) -> Any:
     from retention.policy import load_policy
 
+    path = path or _settings().retention_policy_file
     if path is None:
         return load_policy(None)
     try:
@@ -733,8 +734,10 @@ def hold_set(
     """Set a legal hold: suspends expiry (and defers erasure) of what it covers until released."""
     from retention.holds import set_hold
 
-    hold = set_hold(_ledger(), scope_kind=scope_kind, scope=scope, reason=reason, actor=actor, case_id=case_id)
+    ledger = _ledger()
+    hold = set_hold(ledger, scope_kind=scope_kind, scope=scope, reason=reason, actor=actor, case_id=case_id)
     typer.echo(f"hold {hold.hold_id} set on {hold.scope_kind} {hold.scope}")
+    _catch_up_store(ledger)
 
 
 @hold_app.command("release")
@@ -747,8 +750,10 @@ def hold_release(
     """Release a legal hold (recorded as a ledger event)."""
     from retention.holds import release_hold
 
-    hold = release_hold(_ledger(), hold_id, reason=reason, actor=actor)
+    ledger = _ledger()
+    hold = release_hold(ledger, hold_id, reason=reason, actor=actor)
     typer.echo(f"hold {hold.hold_id} released")
+    _catch_up_store(ledger)
 
 
 @hold_app.command("list")
@@ -814,8 +819,11 @@ def retention_dispose(
     if outcome.event_seq is None:
         typer.echo("nothing eligible for disposal; nothing recorded")
         return
-    seqs = " ".join(str(s) for s in outcome.disposed)
-    typer.echo(f"disposed {len(outcome.disposed)} payloads (seqs {seqs}) under disposal event seq {outcome.event_seq}")
+    typer.echo(
+        f"disposed {len(outcome.disposed)} payloads (seqs {_seq_ranges_text(outcome.disposed)}) under disposal event "
+        f"seq {outcome.event_seq}"
+    )
+    _catch_up_store(ledger)
 
 
 @app.command()
@@ -851,6 +859,199 @@ def erase(
         f"erased {len(outcome.erased)} payloads, deferred {len(outcome.deferred)}; "
         f"decision recorded as seq {outcome.event_seq}"
     )
+    _catch_up_store(ledger)
+
+
+def _seq_ranges_text(seqs: Any) -> str:
+    from retention.disposal import seq_ranges
+
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in seq_ranges(seqs))
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="object store: a directory, file:PATH, azure or azure:CONTAINER (default: Blob when "
+        "LEDGER_BLOB_CONNECTION_STRING is set, else <data dir>/snapshots)",
+    ),
+]
+StoreNameOption = Annotated[
+    str | None, typer.Option("--store-name", help="the store's name in the chain (default LEDGER_SEAL_STORE_NAME)")
+]
+
+
+def _sealer(ledger: Ledger, store: str | None, store_name: str | None, policy: Path | None = None) -> Any:
+    from retention.sealing import SealConfig, Sealer
+    from retention.stores.select import open_store
+
+    settings = ledger.settings
+    config = SealConfig(
+        every_entries=settings.seal_every_entries,
+        every_seconds=settings.seal_every_seconds,
+        worm=settings.seal_worm,
+        policy=_retention_policy(policy),
+    )
+    return Sealer(ledger, open_store(store, settings), store_name or settings.seal_store_name, config)
+
+
+def _catch_up_store(ledger: Ledger) -> None:
+    """After a hold, disposal or erasure: bring the default store in line, if anything was ever sealed there."""
+    from ledger.store.retention import last_entry_seq
+    from retention.sealing import SEALED_TYPE, snapshot_stream
+
+    stream = snapshot_stream(ledger.settings.seal_store_name)
+    if last_entry_seq(ledger.recorder.engine, ledger.log_id, stream, SEALED_TYPE) is None:
+        return
+    report = _sealer(ledger, None, None).catch_up()
+    for name in report.redacted:
+        typer.echo(f"rewrote sealed payload object {name} without the removed payloads")
+    for name in report.holds_changed:
+        typer.echo(f"legal hold updated on sealed object {name}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+
+
+@app.command()
+@handles_errors
+def seal(
+    store: StoreOption = None,
+    store_name: StoreNameOption = None,
+    all_: Annotated[bool, typer.Option("--all", help="also seal a last, shorter segment now")] = False,
+    policy: PolicyOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Seal the entries not yet sealed into the object store (segments, payloads, signed checkpoints).
+
+    Segments of LEDGER_SEAL_EVERY_ENTRIES entries, and a shorter one once LEDGER_SEAL_EVERY_SECONDS have passed
+    (or with --all).  Safe to repeat and to run after a crash: it resumes where the chain says it stopped.
+    """
+    ledger = _ledger()
+    sealer = _sealer(ledger, store, store_name, policy)
+    report = sealer.run_once(force=all_)
+    worm = sealer.worm_report()
+    if json_out:
+        _print_json(
+            {
+                "sealed": [
+                    {
+                        "first": r.first,
+                        "last": r.last,
+                        "event_seq": r.event_seq,
+                        "retain_until": r.retain_until,
+                        "legal_hold": r.legal_hold,
+                        "objects": [o.as_dict() for o in r.objects.values()],
+                    }
+                    for r in report.sealed
+                ],
+                "redacted": report.redacted,
+                "holds_changed": report.holds_changed,
+                "notes": report.notes,
+                "worm": {"enforced": worm.enforced, "detail": worm.detail},
+            }
+        )
+        return
+    for record in report.sealed:
+        hold = ", legal hold" if record.legal_hold else ""
+        typer.echo(
+            f"sealed seqs {record.first}..{record.last} (event seq {record.event_seq}), retain until "
+            f"{record.retain_until or 'not set'}{hold}"
+        )
+    for name in report.redacted:
+        typer.echo(f"rewrote sealed payload object {name} without the removed payloads")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    if not report.sealed and not report.busy:
+        typer.echo("nothing due for sealing")
+    typer.echo(f"WORM {'enforced' if worm.enforced else 'NOT enforced'}: {worm.detail}")
+
+
+@retention_app.command("status")
+@handles_errors
+def retention_status(
+    store: StoreOption = None, store_name: StoreNameOption = None, json_out: JsonOption = False
+) -> None:
+    """Per store: whether immutability is enforced, what is sealed, and every object that no longer matches.
+
+    Exits 1 when an object is missing, altered, unrecorded or its checkpoint does not verify.
+    """
+    from retention.status import store_status
+    from retention.stores.select import describe_spec, open_store
+
+    ledger = _ledger()
+    settings = ledger.settings
+    status = store_status(
+        ledger,
+        open_store(store, settings),
+        store_name or settings.seal_store_name,
+        description=describe_spec(store, settings),
+    )
+    if json_out:
+        _print_json(status.as_dict())
+    else:
+        typer.echo(status.policy)
+        typer.echo(f"store {status.store_name}: {status.store}")
+        verdict = "enforced" if status.worm_enforced else "NOT enforced"
+        typer.echo(f"  immutability (WORM): {verdict} - {status.worm_detail}")
+        typer.echo(
+            f"  sealed: {status.segments} segments, {status.sealed_entries} entries; "
+            f"{status.unsealed_entries} entries not yet sealed"
+        )
+        typer.echo(f"  latest retain-until: {status.latest_retain_until or 'none'}")
+        typer.echo(f"  legal holds: {status.active_holds} active; {status.held_segments} segments sealed under hold")
+        typer.echo(f"  objects checked against the chain: {status.objects_checked}")
+        for finding in status.findings:
+            typer.echo(f"FINDING {finding}")
+        typer.echo("OK" if status.ok else f"FAILED with {len(status.findings)} finding(s)")
+    if not status.ok:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+@handles_errors
+def restore(
+    from_: Annotated[
+        str, typer.Option("--from", help="object store: a directory, file:PATH, azure or azure:CONTAINER")
+    ],
+    into: Annotated[
+        str, typer.Option("--into", help="URL of a fresh database (postgresql+psycopg://… or sqlite:///…)")
+    ],
+    log: Annotated[str | None, typer.Option("--log", help="log origin (default: the only log in the store)")] = None,
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="trusted verifier key of the log (repeatable; recommended)")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Rebuild a fresh database from sealed segments, verifying every hash, signature, checkpoint and digest.
+
+    Refuses (exit 1, naming the object and seq) when an object was altered, removed or reordered; the target
+    database is then left unchanged.  The private key is not in the store: keep LEDGER_SIGNING_KEY or the key
+    files to append to the restored log.
+    """
+    from retention.restore import restore as run_restore
+    from retention.stores.select import open_store
+
+    settings = _settings()
+    with _progress() as progress:
+        task = progress.add_task("restoring", total=None)
+        report = run_restore(
+            open_store(from_, settings, worm=False),
+            into,
+            origin=log,
+            trusted_keys=key or [],
+            progress=lambda n: progress.advance(task, n),
+        )
+    if json_out:
+        _print_json(report.as_dict())
+        return
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(
+        f"restored {report.entries} entries of {report.origin} from {report.segments} segments; "
+        f"{report.checkpoints} signed checkpoints and {report.digests_checked} recorded digests verified"
+    )
+    typer.echo(f"root {report.root} at size {report.size}; checkpoint:")
+    typer.echo(report.checkpoint, nl=False)
 
 
 if __name__ == "__main__":

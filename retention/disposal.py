@@ -185,6 +185,17 @@ def plan_disposal(ledger: Ledger, policy: RetentionPolicy, now: datetime) -> lis
     return candidates
 
 
+def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted seqs as inclusive ``(first, last)`` runs, so a decision about 100,000 seqs stays small."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
+
+
 def _class_counts(policy: RetentionPolicy, types: Sequence[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event_type in types:
@@ -217,7 +228,7 @@ def execute_disposal(
         return DisposalOutcome(None, (), tuple(candidates))
     seqs = [c.seq for c in eligible]
     payload = {
-        "seqs": seqs,
+        "seq_ranges": [list(pair) for pair in seq_ranges(seqs)],
         "policy": DEFAULT_RETENTION_WORDING,
         "rule": RULE_DISPOSAL_EXPIRED,
         "decided_at": format_timestamp(now),
@@ -274,7 +285,7 @@ def execute_erasure(
     payload = {
         "subject_ref": subject_ref,
         "decided_at": format_timestamp(now),
-        "erased": erase,
+        "erased": [list(pair) for pair in seq_ranges(erase)],
         "erased_rule": next((c.decision.rule for c in candidates if c.decision.action == "erase"), None),
         "deferred": [
             {

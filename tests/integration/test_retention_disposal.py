@@ -93,7 +93,7 @@ def test_execute_removes_payloads_and_audit_stays_ok(tmp_path: Path) -> None:
     decision_payload = ledger.payload(outcome.event_seq)
     assert decision_payload is not None and decision_payload.payload is not None
     recorded = json.loads(decision_payload.payload)
-    assert recorded["seqs"] == [old] and recorded["policy"] == DEFAULT_RETENTION_WORDING
+    assert recorded["seq_ranges"] == [[old, old]] and recorded["policy"] == DEFAULT_RETENTION_WORDING
     report = ledger.audit()
     assert report.ok, report
     # a second run has nothing left to dispose and records nothing
