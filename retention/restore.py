@@ -32,7 +32,7 @@ from ledger.store.bulk import LoadedEntry, bulk_load
 from ledger.store.database import make_engine, migrate
 from ledger.store.records import CheckpointRecord, EntryRecord, KeyRecord, LogHead, NodeRecord, PayloadRecord
 from ledger.verify import Auditor, Finding
-from retention.sealing import REDACTED_TYPE, SEALED_TYPE, SNAPSHOT_STREAM_PREFIX
+from retention.sealing import REDACTED_TYPE, SEALED_TYPE, snapshot_stream
 from retention.segments import (
     CHECKPOINTS,
     PAYLOADS,
@@ -199,13 +199,18 @@ def _newest_header(store: ObjectStore, plan: SegmentPlan) -> SegmentHeader:
 
 
 class _Recorded:
-    """Digests recorded in the chain for the store's objects (the newest record of each name wins)."""
+    """Digests recorded in the chain for this store's objects (the newest record of each name wins).
+
+    Only the events of the store the segments were sealed for count (``ledger/snapshots/<store>`` of the segment
+    headers): the same log sealed into another store records that store's objects.
+    """
 
     def __init__(self) -> None:
         self.digests: dict[str, tuple[str, int]] = {}  # name -> (sha256, seq of the recording entry)
+        self.stream: str | None = None
 
     def take(self, entry: EntryRecord, payload: PayloadRecord) -> None:
-        if not entry.stream.startswith(SNAPSHOT_STREAM_PREFIX) or payload.payload is None:
+        if entry.stream != self.stream or payload.payload is None:
             return
         data = orjson.loads(payload.payload)
         if entry.type == SEALED_TYPE:
@@ -314,6 +319,10 @@ def _load(
                 header = segment.header
                 if header.log != origin:
                     raise IntegrityError(f"object {plan.segment}: belongs to log {header.log}")
+                if recorded.stream is None:
+                    recorded.stream = snapshot_stream(header.store)
+                elif recorded.stream != snapshot_stream(header.store):
+                    raise IntegrityError(f"object {plan.segment}: was sealed for store {header.store}, not the others'")
                 batch = list(zip(segment.entries, payload_rows, strict=True))
                 nodes = tree.append([entry.hash for entry in segment.entries])
                 before = len(auditor.report.findings)
@@ -415,10 +424,10 @@ def _check_recorded(
                 f"object {name}: its SHA-256 differs from the digest recorded in the chain at seq {expected[1]}"
             )
         checked += 1
-    newest = plans[-1]
-    if newest.segment not in recorded.digests:
+    unrecorded = [plan.segment for plan in plans if plan.segment not in recorded.digests]
+    if unrecorded:
         report.notes.append(
-            f"the newest segment {newest.segment} is not yet recorded in the chain; its entries' signatures and the "
-            "signed checkpoint cover it"
+            f"{len(unrecorded)} segment(s) from {unrecorded[0]} on are not yet recorded in the chain (their "
+            "snapshot.sealed events come after them); their entries' signatures and the signed checkpoints cover them"
         )
     return checked
