@@ -14,9 +14,9 @@ from fastapi.openapi.utils import get_openapi
 from api.deps import reject_unknown_query
 from api.errors import PROBLEM_RESPONSES, install_error_handlers
 from api.middleware import install_middleware
-from api.routes import audits, events, keys, ops, proofs, reconcile
+from api.routes import audits, events, keys, ops, proofs, reconcile, retention
 from api.state import AppState
-from ledger.errors import StorageUnavailable
+from ledger.errors import LedgerError, StorageUnavailable
 from ledger.service import Ledger
 from ledger.settings import Settings
 from schemas.envelope import EventIn
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ledger.bus.relay import LogWorkerThread
 
 API_VERSION = "1"
+SEALER_RETRY_SECONDS = 5.0
 log = logging.getLogger("ledger.api")
 
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workers = _start_bus_workers(settings)
+        workers = _start_workers(settings)
         try:
             yield
         finally:
@@ -58,10 +59,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ledger_state = state
     install_error_handlers(app)
     install_middleware(app, settings)
-    for module in (ops, events, proofs, audits, keys, reconcile):
+    for module in (ops, events, proofs, audits, keys, reconcile, retention):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _start_workers(settings: Settings) -> list[LogWorkerThread]:
+    """The background workers of ``ledger serve``: the sealer (unless LEDGER_SEAL_ENABLED is false) and the
+    Kafka workers when a broker is configured."""
+    workers = _start_bus_workers(settings)
+    if settings.seal_enabled:
+        from ledger.bus.relay import LogWorkerThread
+
+        log.info("sealing to the %s store", settings.seal_store_name)
+        workers.append(LogWorkerThread(settings, "sealer", _seal_forever).start())
+    return workers
+
+
+def _seal_forever(ledger: Ledger, stop: threading.Event) -> None:
+    """Seal the log into the default store until ``stop``; a store that cannot be opened yet is retried, so an
+    outage only delays sealing (``Sealer.run_forever`` then rides out the later ones)."""
+    from ledger.bus.relay import backoff_seconds
+
+    failures = 0
+    while not stop.is_set():
+        try:
+            sealer = retention.default_sealer(ledger)
+        except LedgerError as exc:
+            failures += 1
+            pause = backoff_seconds(SEALER_RETRY_SECONDS, failures)
+            log.warning("sealer: cannot open the store yet: %s (retrying in %.1f s)", exc, pause)
+            stop.wait(pause)
+            continue
+        sealer.run_forever(stop)
+        return
 
 
 def _start_bus_workers(settings: Settings) -> list[LogWorkerThread]:

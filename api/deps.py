@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiProblem
 from api.state import AppState
-from ledger.access import ApiKey, Permission
+from ledger.access import ApiKey, Permission, Role
 from ledger.service import Ledger
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (lk_...)")
@@ -69,6 +69,17 @@ def requires(permission: Permission) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     return check
 
 
+def requires_role(action: str, roles: frozenset[Role]) -> Callable[[ApiKey], Awaitable[ApiKey]]:
+    """A check by role, for operations that only some roles perform (legal holds, retention status)."""
+
+    async def check(key: CurrentKey) -> ApiKey:
+        if key.role not in roles or key.revoked_at is not None:
+            raise ApiProblem(403, "Forbidden", f"a {key.role.value} key may not {action}", kind="forbidden")
+        return key
+
+    return check
+
+
 LogParam = Annotated[
     str | None,
     Query(description="log origin; needed only when the key covers several logs", max_length=255),
@@ -77,8 +88,18 @@ LogParam = Annotated[
 
 def ledger_for(permission: Permission) -> Callable[..., Awaitable[tuple[ApiKey, Ledger]]]:
     """The caller's key (checked for ``permission``) and the ledger of the log it addresses."""
+    return _ledger_checked_by(requires(permission))
 
-    checked_key = Depends(requires(permission))  # a default, not an annotation: it closes over permission
+
+def ledger_for_roles(action: str, roles: frozenset[Role]) -> Callable[..., Awaitable[tuple[ApiKey, Ledger]]]:
+    """The caller's key (one of ``roles``) and the ledger of the log it addresses."""
+    return _ledger_checked_by(requires_role(action, roles))
+
+
+def _ledger_checked_by(
+    check: Callable[[ApiKey], Awaitable[ApiKey]],
+) -> Callable[..., Awaitable[tuple[ApiKey, Ledger]]]:
+    checked_key = Depends(check)  # a default, not an annotation: it closes over the check
 
     async def resolve(state: State, log: LogParam = None, key: ApiKey = checked_key) -> tuple[ApiKey, Ledger]:
         if log is None:
@@ -101,6 +122,13 @@ Appender = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.APPEND
 Reader = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.READ))]
 Prover = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.PROOFS))]
 Auditor = Annotated[tuple[ApiKey, Ledger], Depends(ledger_for(Permission.AUDIT))]
+HoldManager = Annotated[
+    tuple[ApiKey, Ledger], Depends(ledger_for_roles("set or release legal holds", frozenset({Role.OFFICER})))
+]
+RetentionReader = Annotated[
+    tuple[ApiKey, Ledger],
+    Depends(ledger_for_roles("read legal holds or retention status", frozenset({Role.OFFICER, Role.AUDITOR}))),
+]
 KeyAdmin = Annotated[ApiKey, Depends(requires(Permission.MANAGE_KEYS))]
 MetricsReader = Annotated[ApiKey, Depends(requires(Permission.METRICS))]
 

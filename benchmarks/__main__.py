@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import http_append, ingest_batch, ingest_single, kafka_bus, report
+from benchmarks import http_append, ingest_batch, ingest_single, kafka_bus, report, seal_restore
 from benchmarks.common import BATCH_SIZE, Context, Results, Scale, conninfo, cpu_model, nproc
 
 # Registry order is run order: the batch run comes first so that its peak-RSS figure is the ledger's.
@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "http.append": http_append.run,
     "kafka.relay": kafka_bus.run_relay,
     "kafka.ingest": kafka_bus.run_ingest,
+    "retention.seal_restore": seal_restore.run,
+    "retention.seal_azurite": seal_restore.run_azurite,
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -87,6 +87,10 @@ class Scale:
     """Entries the Kafka relay publishes (and raw kafka-python produces) in ``kafka.relay``."""
     kafka_ingest_events: int = 20_000
     """Messages consumed from the ingest topic in ``kafka.ingest``."""
+    seal_restore_entries: int = 1_000_000
+    """Size of the log sealed and restored in ``retention.seal_restore``."""
+    seal_azurite_entries: int = 100_000
+    """Size of the log sealed into Azurite (and into a directory) in ``retention.seal_azurite``."""
 
     @classmethod
     def default(cls) -> Scale:
@@ -103,6 +107,8 @@ class Scale:
             http_rounds=1,
             kafka_relay_events=5_000,
             kafka_ingest_events=2_000,
+            seal_restore_entries=20_000,
+            seal_azurite_entries=20_000,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import LedgerError, NotFoundError, VerificationError
@@ -23,6 +24,7 @@ from retention.policy import DEFAULT_RETENTION_WORDING
 from retention.sealing import SealRecord, load_seal_records
 from retention.segments import decode_payloads, log_prefix, parse_size_name
 from retention.stores.base import ObjectStore
+from schemas.timestamps import format_timestamp
 
 __all__ = ["StatusFinding", "StoreStatus", "store_status"]
 
@@ -146,7 +148,8 @@ def _check_object(
 
 def _check_checkpoint(ledger: Ledger, name: str, data: bytes, verifiers: dict[str, Any], status: StoreStatus) -> None:
     size = parse_size_name(name)
-    candidates = [v for key, v in verifiers.values() if key.covers_size(size)]
+    now = format_timestamp(datetime.now(UTC))  # signed by the key of its size, or re-signed by the active key
+    candidates = [v for key, v in verifiers.values() if key.may_sign_checkpoint(size, now)]
     try:
         opened = open_note(data.decode("utf-8"), candidates)
         checkpoint = parse_checkpoint(opened.text)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from schemas.types import STREAM_PATTERN
 
 
 class EntryPublic(BaseModel):
@@ -117,6 +120,95 @@ class AuditRunPublic(BaseModel):
     finished_at: str | None
     status: str
     report: dict[str, Any] | None
+
+
+HoldScopeKindName = Literal["stream", "stream_prefix", "incident", "case"]
+_STREAM = re.compile(STREAM_PATTERN)
+
+
+class LegalHoldCreate(BaseModel):
+    """A legal hold to set; the actor recorded is the API key's name, never taken from the body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    scope_kind: HoldScopeKindName = Field(
+        description="stream (one stream), stream_prefix (a stream and those under it), incident or case"
+    )
+    scope: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"\S",
+        description="the stream, stream prefix, incident id or case id held",
+    )
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S", description="why the hold is set")
+    case_id: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"\S", description="case or matter reference"
+    )
+
+    @field_validator("scope")
+    @classmethod
+    def _stream_scope(cls, scope: str, info: ValidationInfo) -> str:
+        if info.data.get("scope_kind") in ("stream", "stream_prefix") and not _STREAM.fullmatch(scope.rstrip("/")):
+            raise ValueError("a stream or stream prefix scope must be a stream name such as controls/iam")
+        return scope
+
+
+class LegalHoldRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S", description="why the hold is released")
+
+
+class LegalHoldPublic(BaseModel):
+    """A legal hold as recorded by its ``legal_hold.set`` (and ``legal_hold.released``) ledger events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hold_id: str
+    scope_kind: HoldScopeKindName
+    scope: str
+    actor: str = Field(description="the name of the key that set the hold")
+    reason: str
+    case_id: str = Field(description='the case or matter reference; "none recorded" when none was given')
+    set_at: str
+    released_at: str | None
+    active: bool
+
+
+class WormPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enforced: bool = Field(description="whether the store itself refuses to change or delete sealed objects")
+    detail: str
+
+
+class StoreFindingPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: str = Field(description="the object's name in the store")
+    code: str = Field(description="missing, digest-mismatch, metadata-mismatch, bad-checkpoint, unrecorded, ...")
+    message: str
+
+
+class RetentionStatusPublic(BaseModel):
+    """What the default object store holds for the log; ``ok`` is false when any object no longer matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store_name: str
+    store: str
+    ok: bool
+    policy: str
+    worm: WormPublic
+    segments: int
+    sealed_entries: int
+    unsealed_entries: int
+    last_sealed_seq: int | None
+    latest_retain_until: str | None
+    held_segments: int
+    active_holds: int
+    objects_checked: int
+    findings: list[StoreFindingPublic]
 
 
 class Problem(BaseModel):

@@ -22,6 +22,7 @@ from ledger.access import Role
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
+from retention.holds import set_hold
 from tests.events import check_result
 
 LOG_A = "a.bank.example/ledger"
@@ -37,6 +38,7 @@ class World:
     event_id: str
     audit_id: str
     spare_key_ids: list[str]
+    hold_id: str
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +60,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tokens["unknown"] = "lk_0123456789abcdef_" + "x" * 43
     tokens["malformed"] = "not-a-key"
     spare = [store.create(Role.OFFICER, [LOG_A], [], f"spare-{n}", NOW)[0].key_id for n in range(3)]
+    hold = set_hold(ledger_a, scope_kind="stream", scope="controls/iam-01/host-001", reason="matter", actor="seed")
     with TestClient(create_app(settings)) as client:
         made = client.post("/v1/audits", headers={"X-API-Key": tokens["auditor"]})
         assert made.status_code == 201, made.text
-        yield World(client, tokens, first.event_id, made.json()["id"], spare)
+        yield World(client, tokens, first.event_id, made.json()["id"], spare, hold.hold_id)
 
 
 def _calls(world: World) -> list[tuple[str, str, dict[str, Any] | None, int, set[str]]]:
@@ -87,6 +90,10 @@ def _calls(world: World) -> list[tuple[str, str, dict[str, Any] | None, int, set
         ("GET", "/v1/audits", None, 200, {"auditor"}),
         ("GET", f"/v1/audits/{world.audit_id}", None, 200, {"auditor"}),
         ("GET", "/v1/reconciliations/kafka", None, 404, {"auditor"}),  # no broker configured in this app
+        ("POST", "/v1/holds", "hold", 201, {"officer"}),
+        ("GET", "/v1/holds", None, 200, readers),
+        ("POST", f"/v1/holds/{world.hold_id}/release", "release", 200, {"officer"}),  # only the officer's call
+        ("GET", "/v1/retention/status", None, 200, readers),
         ("POST", "/v1/api-keys", "key", 201, {"admin"}),
         ("GET", "/v1/api-keys", None, 200, {"admin"}),
         ("DELETE", "/v1/api-keys/{spare}", None, 204, {"admin"}),
@@ -98,6 +105,10 @@ def _body(kind: Any) -> Any:
         return check_result()
     if kind == "batch":
         return {"events": [check_result(), check_result()]}
+    if kind == "hold":
+        return {"scope_kind": "stream_prefix", "scope": "controls", "reason": "litigation", "case_id": "CASE-1"}
+    if kind == "release":
+        return {"reason": "matter closed"}
     if kind == "key":
         return {"role": "officer", "logs": [LOG_A], "stream_prefixes": [], "name": f"made-{uuid.uuid4().hex[:6]}"}
     return None
