@@ -38,8 +38,8 @@ from ledger.errors import ConflictError, IntegrityError, LedgerError, NotFoundEr
 from ledger.service import Ledger
 from ledger.store.locks import try_exclusive
 from ledger.store.records import EntryFilter, EntryRecord, PayloadRecord
-from ledger.store.retention import erased_after, last_entry_seq
-from retention.disposal import _case_ids, _incident_closures, _incident_id
+from ledger.store.retention import erased_after, last_entry_seq, last_entry_seq_of_type
+from retention.disposal import INCIDENT_CLOSED_TYPE, _case_ids, _incident_closures, _incident_id
 from retention.holds import HOLD_STREAM, load_holds
 from retention.policy import (
     DEFAULT_RETENTION_WORDING,
@@ -50,11 +50,13 @@ from retention.policy import (
     holds_covering,
 )
 from retention.segments import (
+    SEQ_DIGITS,
     SegmentHeader,
     checkpoint_name,
     encode_payloads,
     encode_segment,
     keys_of,
+    parse_range_name,
     payloads_name,
     segment_name,
 )
@@ -78,6 +80,7 @@ log = logging.getLogger("ledger.sealer")
 SNAPSHOT_STREAM_PREFIX = "ledger/snapshots/"
 SEALED_TYPE = "snapshot.sealed"
 REDACTED_TYPE = "snapshot.payloads_redacted"
+EXTENDED_TYPE = "snapshot.retention_extended"
 SEALER_PRODUCER = "ledger-sealer"
 _ID_NAMESPACE = uuid.UUID("6c0b7a52-8f3e-4d8e-9a0c-5e1f2b3c4d5e")
 
@@ -156,6 +159,10 @@ def load_seal_records(ledger: Ledger, store_name: str) -> list[SealRecord]:
             records.append(record)
             for name in objects:
                 by_name[name] = record
+        elif entry.type == EXTENDED_TYPE:
+            owner = by_name.get(str(data.get("object")))
+            if owner is not None:
+                owner.retain_until = data.get("retain_until")
         elif entry.type == REDACTED_TYPE:
             name = data.get("object")
             owner = by_name.get(str(name))
@@ -172,6 +179,7 @@ class SealReport:
     sealed: list[SealRecord] = field(default_factory=list)
     redacted: list[str] = field(default_factory=list)
     holds_changed: list[str] = field(default_factory=list)
+    extended: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     busy: bool = False
 
@@ -191,6 +199,7 @@ class Sealer:
         self._holds_seen: int | None = -2  # seq of the newest hold event applied (-2: never applied)
         self._holds_supported = True
         self._redacted_through = -1
+        self._closures_seen = -1  # seq of the newest incident.closed event whose retention was applied
 
     # --- the cycle ------------------------------------------------------------------------------------
 
@@ -214,10 +223,16 @@ class Sealer:
                 report.sealed.append(record)
             report.redacted = self._redact(records)
             report.holds_changed = self._apply_holds(records, report)
+            report.extended = self._extend_retention(records, moment)
         return report
 
-    def catch_up(self) -> SealReport:
-        """Only rewrite payload objects after erasure and bring the store's legal holds in line (no sealing)."""
+    def catch_up(self, *, now: datetime | None = None) -> SealReport:
+        """Rewrite payload objects after erasure and bring the store's legal holds and retention dates in line.
+
+        When payload objects were rewritten, everything unsealed is sealed at once, so that the redaction
+        events (and the disposal or erasure decision) are themselves in the store and a restore can check the
+        rewritten objects against them.
+        """
         report = SealReport()
         with try_exclusive(self.ledger.recorder.engine, f"seal:{self.ledger.origin}:{self.store_name}") as held:
             if not held:
@@ -225,8 +240,16 @@ class Sealer:
                 report.notes.append("another sealer holds the lock for this log and store; nothing done")
                 return report
             records = load_seal_records(self.ledger, self.store_name)
+            moment = now or datetime.now(UTC)
             report.redacted = self._redact(records)
             report.holds_changed = self._apply_holds(records, report)
+            report.extended = self._extend_retention(records, moment)
+            if report.redacted:
+                size = self.ledger.head().size
+                while segment := self._next_segment(records, size, force=True, now=moment, include_own=True):
+                    record = self._seal(segment[0], segment[1], moment)
+                    records.append(record)
+                    report.sealed.append(record)
         return report
 
     def run_forever(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
@@ -249,22 +272,32 @@ class Sealer:
     # --- what is due ----------------------------------------------------------------------------------
 
     def _next_segment(
-        self, records: list[SealRecord], size: int, *, force: bool, now: datetime
+        self, records: list[SealRecord], size: int, *, force: bool, now: datetime, include_own: bool = False
     ) -> tuple[int, int] | None:
         first = records[-1].last + 1 if records else 0
-        waiting = size - first
-        if waiting <= 0:
+        if size - first <= 0:
             return None
-        if waiting >= self.config.every_entries:
+        interrupted = self._interrupted_seal(first, size)
+        if interrupted is not None:
+            return interrupted  # finish the seal a crash interrupted, over the same range, whatever came since
+        if size - first >= self.config.every_entries:
             return first, first + self.config.every_entries - 1
-        if force:
-            return first, size - 1
-        since = self._last_seal_time(records)
-        if (now - since).total_seconds() < self.config.every_seconds:
-            return None
-        if not self._waiting_beyond_own_events(first):
+        if not force:
+            since = self._last_seal_time(records)
+            if (now - since).total_seconds() < self.config.every_seconds:
+                return None
+        if not include_own and not self._waiting_beyond_own_events(first):
             return None  # only our own snapshot events are waiting: sealing them would never end
         return first, size - 1
+
+    def _interrupted_seal(self, first: int, size: int) -> tuple[int, int] | None:
+        """A segment object from ``first`` already in the store but not recorded: a seal cut short by a crash."""
+        prefix = segment_name(self.ledger.origin, first, first)[:-SEQ_DIGITS]
+        for stored in self.store.list(prefix):
+            start, last = parse_range_name(stored.name)
+            if start == first and last < size:
+                return first, last
+        return None
 
     def _last_seal_time(self, records: list[SealRecord]) -> datetime:
         if records:
@@ -509,6 +542,65 @@ class Sealer:
                     report.notes.append(f"object {obj.name} is missing from the store")
         self._holds_seen = marker
         return changed
+
+    def _extend_retention(self, records: list[SealRecord], now: datetime) -> list[str]:
+        """When an incident closes, its retention starts: extend the retain-until of the sealed objects holding it.
+
+        A seal counts an open incident from the seal time (a floor), so the closure can only lengthen the date;
+        the store is asked to extend its policy and a ``snapshot.retention_extended`` event records the new date.
+        """
+        if not self.config.worm or not records:
+            return []
+        engine, log_id = self.ledger.recorder.engine, self.ledger.log_id
+        newest = last_entry_seq_of_type(engine, log_id, INCIDENT_CLOSED_TYPE)
+        if newest is None or newest <= self._closures_seen:
+            return []
+        closed_streams = {
+            entry.stream
+            for entry in self.ledger.entries(EntryFilter(type=INCIDENT_CLOSED_TYPE, from_seq=self._closures_seen + 1))
+        }
+        starts = [r.first for r in records]
+        touched: set[int] = set()
+        for stream in closed_streams:
+            for entry in self.ledger.entries(EntryFilter(stream=stream)):
+                index = bisect.bisect_right(starts, entry.seq) - 1
+                if index >= 0 and entry.seq <= records[index].last:
+                    touched.add(index)
+        extended: list[str] = []
+        for index in sorted(touched):
+            record = records[index]
+            entries, _payloads = self._read(record.first, record.last)
+            wanted = self._retain_until(entries, now)
+            current = (
+                None if record.retain_until is None else parse_timestamp(record.retain_until, field="retain_until")
+            )
+            if current is not None and wanted <= current:
+                continue
+            text = format_timestamp(wanted)
+            for obj in record.objects.values():
+                if obj.role == "payloads":
+                    continue
+                self.store.extend_retention(obj.name, wanted)
+                self.ledger.append(
+                    {
+                        "id": str(uuid.uuid4()),
+                        "stream": self.stream,
+                        "type": EXTENDED_TYPE,
+                        "occurred_at": format_timestamp(datetime.now(UTC)),
+                        "payload": {
+                            "store": self.store_name,
+                            "object": obj.name,
+                            "retain_until": text,
+                            "previous_retain_until": record.retain_until,
+                            "reason": "an incident held in this segment closed: its retention runs from the closure",
+                        },
+                    },
+                    SEALER_PRODUCER,
+                )
+                extended.append(obj.name)
+            record.retain_until = text
+        self._closures_seen = newest
+        return extended
 
     # --- redaction of erased payloads ----------------------------------------------------------------
 

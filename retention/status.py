@@ -22,7 +22,7 @@ from ledger.verify import build_verifiers
 from retention.holds import load_holds
 from retention.policy import DEFAULT_RETENTION_WORDING
 from retention.sealing import SealRecord, load_seal_records
-from retention.segments import decode_payloads, log_prefix, parse_size_name
+from retention.segments import SEGMENTS, decode_payloads, log_prefix, parse_size_name
 from retention.stores.base import ObjectStore
 from schemas.timestamps import format_timestamp
 
@@ -51,7 +51,7 @@ class StoreStatus:
     unsealed_entries: int = 0
     last_sealed_seq: int | None = None
     latest_retain_until: str | None = None
-    held_segments: int = 0
+    held_segments: int = 0  # segments the store reports under legal hold now (read back)
     active_holds: int = 0
     objects_checked: int = 0
     findings: list[StatusFinding] = field(default_factory=list)
@@ -89,7 +89,6 @@ def store_status(ledger: Ledger, store: ObjectStore, store_name: str, *, descrip
         status.last_sealed_seq = records[-1].last
         status.sealed_entries = records[-1].last + 1
         status.latest_retain_until = max((r.retain_until for r in records if r.retain_until), default=None)
-        status.held_segments = sum(1 for r in records if r.legal_hold)
     status.unsealed_entries = ledger.head().size - status.sealed_entries
     verifiers = build_verifiers(ledger.keys())
     erased = _erased_by_segment(ledger, records)
@@ -122,6 +121,8 @@ def _check_object(
     try:
         stored = store.stat(name)
         data = store.get(name)
+        if stored.legal_hold and name.split("/")[-2] == SEGMENTS:
+            status.held_segments += 1
     except NotFoundError:
         status.findings.append(
             StatusFinding(name, "missing", f"recorded at seq {recorded_at_seq}, absent from the store")

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, update
 from ledger.store.recorder import translated
 from ledger.store.tables import entries, payloads
 
-__all__ = ["erase_payloads", "erased_after", "last_entry_seq"]
+__all__ = ["erase_payloads", "erased_after", "last_entry_seq", "last_entry_seq_of_type"]
 
 
 def erase_payloads(
@@ -53,6 +53,19 @@ def last_entry_seq(engine: Engine, log_id: int, stream: str, event_type: str) ->
     statement = (
         select(entries.c.seq)
         .where(entries.c.log_id == log_id, entries.c.type == event_type, entries.c.stream == stream)
+        .order_by(entries.c.seq.desc())
+        .limit(1)
+    )
+    with translated("reading entries"), engine.connect() as conn:
+        value = conn.execute(statement).scalar()
+    return None if value is None else int(value)
+
+
+def last_entry_seq_of_type(engine: Engine, log_id: int, event_type: str) -> int | None:
+    """The seq of the newest entry of ``event_type`` on any stream (None if there is none)."""
+    statement = (
+        select(entries.c.seq)
+        .where(entries.c.log_id == log_id, entries.c.type == event_type)
         .order_by(entries.c.seq.desc())
         .limit(1)
     )

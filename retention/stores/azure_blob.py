@@ -144,6 +144,22 @@ class AzureBlobStore:
                 raise StorageUnavailable("the blob service does not implement legal holds") from exc
             raise _translate(exc) from exc
 
+    def extend_retention(self, name: str, retain_until: datetime) -> None:
+        """Set a later unlocked immutability policy; a locked policy can only be extended, which this is."""
+        validate_name(name)
+        if retain_until.tzinfo is None:
+            raise ValidationError("retain_until must be timezone-aware", field="retain_until")
+        current = self.stat(name).retain_until
+        if current is not None and retain_until < current:
+            raise ConflictError("a retention date can only be extended, never shortened")
+        if not self.worm:
+            return  # objects carry no policy in this mode
+        policy = ImmutabilityPolicy(expiry_time=retain_until, policy_mode=BlobImmutabilityPolicyMode.UNLOCKED)
+        try:
+            self._container.get_blob_client(name).set_immutability_policy(policy)
+        except AzureError as exc:
+            raise _translate(exc) from exc
+
     def delete(self, name: str) -> None:
         validate_name(name)
         try:

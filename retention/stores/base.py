@@ -62,6 +62,10 @@ class ObjectStore(Protocol):
         """Set or clear the legal hold on ``name``."""
         ...
 
+    def extend_retention(self, name: str, retain_until: datetime) -> None:
+        """Move the object's retain-until later (never earlier: ``ConflictError``)."""
+        ...
+
     def delete(self, name: str) -> None:
         """Remove ``name`` (tests and disposal of unprotected objects); raise ``NotFoundError`` if absent."""
         ...

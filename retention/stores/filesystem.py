@@ -103,6 +103,20 @@ class FilesystemStore:
         except OSError as exc:
             raise StorageUnavailable("writing to the object store directory failed") from exc
 
+    def extend_retention(self, name: str, retain_until: datetime) -> None:
+        path = self._path(name)
+        if not path.is_file():
+            raise NotFoundError("no object with this name")
+        meta = self._read_meta(path)
+        current = datetime.fromisoformat(meta["retain_until"]) if meta.get("retain_until") else None
+        if current is not None and _aware(retain_until) < current:
+            raise ConflictError("a retention date can only be extended, never shortened")
+        meta["retain_until"] = _aware(retain_until).isoformat()
+        try:
+            self._write_meta(path, meta)
+        except OSError as exc:
+            raise StorageUnavailable("writing to the object store directory failed") from exc
+
     def delete(self, name: str) -> None:
         current = self.stat(name)
         if current.legal_hold:
