@@ -67,7 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(client, tokens, first.event_id, made.json()["id"], spare, hold.hold_id)
 
 
-def _calls(world: World) -> list[tuple[str, str, dict[str, Any] | None, int, set[str]]]:
+def _calls(world: World) -> list[tuple[str, str, str | None, int, set[str]]]:
     """(method, path, json body, success status, roles allowed) for every route."""
     readers = {"officer", "auditor"}
     return [
