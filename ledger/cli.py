@@ -1054,5 +1054,195 @@ def restore(
     typer.echo(report.checkpoint, nl=False)
 
 
+# --- DORA incidents (DORA.md sections 1 and 2) ------------------------------------------------------------
+
+dora_app = typer.Typer(
+    help="DORA incidents: classification, deadlines, recurring incidents, reports.", no_args_is_help=True
+)
+app.add_typer(dora_app, name="dora")
+NowOption = Annotated[str | None, typer.Option("--now", help="evaluate at this time, RFC 3339 (default: now)")]
+
+
+def _read_json_object(path: str) -> dict[str, Any]:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValidationError(f"{path} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ValidationError(f"{path} must hold one JSON object")
+    return value
+
+
+def _model(model: Any, data: dict[str, Any]) -> Any:
+    from pydantic import ValidationError as PydanticError
+
+    try:
+        return model.model_validate(data)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "input"
+        raise ValidationError(f"{where}: {first.get('msg', 'invalid')}", field=where) from None
+
+
+@dora_app.command("classify")
+@handles_errors
+def dora_classify(
+    source: Annotated[str, typer.Argument(help="JSON file with incident.classified inputs; - for stdin")],
+) -> None:
+    """Classify an incident under RTS 2024/1772 (nothing is appended): JSON with major, criteria, rule_version."""
+    from ledger.dora.classification import classify
+    from schemas.payloads import IncidentClassified
+
+    _print_json(classify(_model(IncidentClassified, _read_json_object(source))).as_dict())
+
+
+@dora_app.command("threat")
+@handles_errors
+def dora_threat(
+    source: Annotated[str, typer.Argument(help="JSON file with threat.classified inputs; - for stdin")],
+) -> None:
+    """Assess a cyber threat under RTS 2024/1772 Art. 10 (nothing is appended)."""
+    from ledger.dora.classification import ThreatInputs, assess_threat
+    from schemas.payloads import ThreatClassified
+
+    threat = _model(ThreatClassified, _read_json_object(source))
+    inputs = ThreatInputs(
+        threat.could_affect_critical_functions_or_others.value,
+        threat.high_probability.value,
+        threat.would_meet_critical_services.value,
+        threat.would_meet_clients.value,
+        threat.would_meet_geography.value,
+    )
+    _print_json(assess_threat(inputs).as_dict())
+
+
+@dora_app.command("incidents")
+@handles_errors
+def dora_incidents(now: NowOption = None, json_out: JsonOption = False) -> None:
+    """List incidents with their current classification and next deadline."""
+    from ledger.dora.incidents import incident_ids, incident_view
+
+    ledger = _ledger()
+    moment = _retention_now(now)
+    views = [incident_view(ledger, incident_id, moment) for incident_id in incident_ids(ledger)]
+    if json_out:
+        _print_json(
+            [
+                {"incident_id": v.incident_id, "major": v.major, "deadlines": [d.as_dict() for d in v.deadlines]}
+                for v in views
+            ]
+        )
+        return
+    for view in views:
+        pending = next((d for d in view.deadlines if d.state in ("due", "overdue")), None)
+        typer.echo(
+            f"{view.incident_id}  {'major' if view.major else 'not major'}  {pending.describe() if pending else ''}"
+        )
+    if not views:
+        typer.echo("no incidents")
+
+
+@dora_app.command("deadlines")
+@handles_errors
+def dora_deadlines(
+    incident: Annotated[str, typer.Argument(help="incident id (stream incident/<id>)")],
+    now: NowOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The incident's timeline and every reporting deadline as met, missed, or due in so long."""
+    from ledger.dora.incidents import incident_view
+
+    view = incident_view(_ledger(), incident, _retention_now(now))
+    if json_out:
+        _print_json(view.as_dict())
+        return
+    typer.echo(
+        f"incident {view.incident_id}: {'MAJOR' if view.major else 'not major'}; aware at {view.aware_at or 'unknown'}"
+    )
+    for step in view.classifications:
+        flag = "  DISAGREES with the engine" if step.disagreement else ""
+        typer.echo(
+            f"  seq {step.seq} {step.kind} at {step.classified_at}: {'major' if step.major else 'not major'} "
+            f"(criteria {', '.join(step.engine.met_codes) or 'none'}; {step.engine.rule_version}){flag}"
+        )
+    for report in view.reports:
+        typer.echo(
+            f"  seq {report['seq']} submitted {'+'.join(report['stages'])} to {report['authority']} "
+            f"at {report['submitted_at']}"
+        )
+    for notice in view.delay_notices:
+        typer.echo(f"  seq {notice['seq']} delay notice for {notice['stage']} at {notice['notified_at']}")
+    for status in view.deadlines:
+        typer.echo(f"  {status.describe()}")
+    for note in view.notes:
+        typer.echo(f"  note: {note}")
+
+
+@dora_app.command("due")
+@handles_errors
+def dora_due(
+    within: Annotated[str, typer.Option("--within", help="look-ahead, e.g. 30m, 4h, 2d")] = "24h",
+    now: NowOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Reports overdue or due within the look-ahead, across every incident, soonest first."""
+    from ledger.dora.incidents import due_reports, parse_within
+
+    items = due_reports(_ledger(), parse_within(within), _retention_now(now))
+    if json_out:
+        _print_json([item.as_dict() for item in items])
+        return
+    for item in items:
+        typer.echo(f"{item.incident_id}  {item.status.describe()}")
+    if not items:
+        typer.echo(f"no report overdue or due within {within}")
+
+
+@dora_app.command("recurring")
+@handles_errors
+def dora_recurring(
+    month: Annotated[str, typer.Option("--month", help="the month checked, YYYY-MM (window: six months to its end)")],
+    json_out: JsonOption = False,
+) -> None:
+    """RTS 2024/1772 Art. 8(2): recurring non-major incidents with one root cause that together are major."""
+    from ledger.dora.incidents import recurring_incidents
+
+    groups = recurring_incidents(_ledger(), month)
+    if json_out:
+        _print_json([g.as_dict() for g in groups])
+        return
+    for group in groups:
+        typer.echo(
+            f"root cause {group.root_cause}: incidents {', '.join(group.incidents)} together are MAJOR "
+            f"(criteria {', '.join(group.classification.met_codes)})"
+        )
+    if not groups:
+        typer.echo(f"no recurring incidents that together are major in the six months to {month}")
+    typer.echo("aggregation: counts, values, durations and costs summed; totals the largest; yes/no inputs OR'ed")
+
+
+@dora_app.command("export")
+@handles_errors
+def dora_export(
+    incident: Annotated[str, typer.Argument(help="incident id")],
+    stage: Annotated[list[str], typer.Option("--stage", help="initial, intermediate or final (repeatable)")],
+    out: Annotated[Path | None, typer.Option("--out", help="write to this file (default: stdout)")] = None,
+) -> None:
+    """The report for NBB or FSMA (LEDGER_DORA_SUPERVISOR), keyed by the ITS 2025/302 Annex I field numbers."""
+    from ledger.dora.incidents import export_report
+
+    report = export_report(_ledger(), incident, stage)
+    data = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    if out is None:
+        sys.stdout.write(data.decode())
+    else:
+        out.write_bytes(data)
+        typer.echo(f"wrote the {'+'.join(stage)} report for {report['authority']} to {out}")
+
+
 if __name__ == "__main__":
     main()

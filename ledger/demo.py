@@ -135,7 +135,12 @@ def _incident(rng: random.Random) -> Iterator[tuple[str, dict[str, Any]]]:
             "stream": "incident/INC-2026-0042",
             "type": "incident.detected",
             "occurred_at": format_timestamp(detected),
-            "payload": {"incident_id": "INC-2026-0042", "summary": "Payment gateway unavailable (DDoS)"},
+            "payload": {
+                "incident_id": "INC-2026-0042",
+                "aware_at": format_timestamp(detected),
+                "detected_by": "soc-monitoring",
+                "summary": "Payment gateway unavailable (DDoS)",
+            },
         },
     )
     yield (

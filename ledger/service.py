@@ -18,6 +18,7 @@ from typing import Any
 from ledger import merkle
 from ledger.canonical import canonical_bytes
 from ledger.chain import SALT_BYTES, entry_body, payload_digest_of_bytes, subject_ref
+from ledger.dora.evaluation import DORA_PRODUCER, evaluation_events, is_reserved
 from ledger.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
 from ledger.keys import KeyStore
 from ledger.notes import NoteSigner, format_checkpoint, sign_note
@@ -73,6 +74,7 @@ class _Pending:
     """One caller's batch, prepared and waiting for a group commit (``results`` or ``error`` once done)."""
 
     prepared: list[_Prepared]
+    visible: int | None = None  # results returned to the caller: the caller's events, not the ledger's own
     results: list[AppendResult] | None = None
     error: Exception | None = None
     done: bool = False
@@ -325,7 +327,13 @@ class Ledger:
             raise ValidationError(
                 f"batch of {len(events)} events exceeds the limit of {self.settings.max_batch_events}"
             )
-        return _Pending([self._prepare(i, self._validated(i, e), producer) for i, e in enumerate(events)])
+        validated = [self._validated(i, e) for i, e in enumerate(events)]
+        prepared = [self._prepare(i, event, producer) for i, event in enumerate(validated)]
+        for event in validated:  # the ledger's own evaluation beside each DORA classification (same transaction)
+            for extra in evaluation_events(event):
+                derived = validate_event(extra, max_payload_bytes=self.settings.max_payload_bytes)
+                prepared.append(self._prepare(len(prepared), derived, DORA_PRODUCER))
+        return _Pending(prepared, visible=len(validated))
 
     def _run_pending(self, pendings: Sequence[_Pending]) -> None:
         """Queue batches; whoever holds the writer lock next commits everything queued (group commit)."""
@@ -354,7 +362,7 @@ class Ledger:
                 plan = self._start_plan(txn, event_ids)
                 for pending in group:
                     try:
-                        pending.results = self._plan(plan, pending.prepared)
+                        pending.results = self._plan(plan, pending.prepared)[: pending.visible]
                     except (ConflictError, ValidationError) as exc:
                         pending.error = exc
                 if before_write is not None:
@@ -372,11 +380,17 @@ class Ledger:
 
     def _validated(self, index: int, event: EventIn | Mapping[str, Any]) -> EventIn:
         if isinstance(event, EventIn):
-            return event
-        try:
-            return validate_event(event, max_payload_bytes=self.settings.max_payload_bytes)
-        except ValidationError as exc:
-            raise ValidationError(f"event {index}: {exc}", field=exc.field, index=index) from exc
+            validated = event
+        else:
+            try:
+                validated = validate_event(event, max_payload_bytes=self.settings.max_payload_bytes)
+            except ValidationError as exc:
+                raise ValidationError(f"event {index}: {exc}", field=exc.field, index=index) from exc
+        if is_reserved(validated.type):
+            raise ValidationError(
+                f"event {index}: types dora.* are recorded by the ledger itself", field="type", index=index
+            )
+        return validated
 
     def _prepare(self, index: int, event: EventIn, producer: str) -> _Prepared:
         payload = canonical_bytes(event.payload)

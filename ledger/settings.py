@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     seal_every_seconds: float = Field(default=900.0, gt=0, description="seal a shorter segment after this long")
     seal_worm: bool = Field(default=True, description="upload sealed objects with an immutability policy")
     seal_enabled: bool = Field(default=True, description="run the sealer inside `ledger serve`")
+    dora_entity_type: str = Field(
+        default="other",
+        pattern="^(credit_institution|central_counterparty|trading_venue_operator|nis2_entity|other)$",
+        description="DORA entity type: decides whether the weekend rule applies to initial and intermediate reports",
+    )
+    dora_supervisor: str = Field(default="FSMA", pattern="^(NBB|FSMA)$", description="authority incidents go to")
+    dora_weekend_rule: bool = Field(default=True, description="move deadlines on non-working days (RTS 2025/301)")
+    dora_entity_name: str = Field(default="", max_length=256, description="financial entity name for reports")
+    dora_entity_lei: str = Field(default="", pattern="^([A-Z0-9]{18}[0-9]{2})?$", description="LEI for reports")
     retention_policy_file: Path | None = Field(default=None, description="retention policy TOML (default: built-in)")
 
     def resolved_database_url(self) -> str:

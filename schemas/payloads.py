@@ -168,6 +168,9 @@ class IncidentClassified(StrictModel):
     classified_by: Label
     rule_version: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     """Version of the classification rules that produced the result, when known."""
+    major: bool | None = None
+    """The entity's own conclusion, if it states one; the ledger records its engine's result beside it and flags
+    a disagreement."""
 
     # Gate, RTS 2024/1772 Art. 6 (required by Art. 8(1)): required here.
     affects_critical_functions: BoolInput
@@ -251,9 +254,111 @@ class IncidentClassified(StrictModel):
         return self
 
 
+# --- the rest of an incident's lifecycle (stream incident/<id>) -------------------------------------------
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=4000), AfterValidator(_not_blank)]
+ReportStage = Literal["initial", "intermediate", "final"]
+Authority = Literal["NBB", "FSMA"]
+
+
+class IncidentDetected(StrictModel):
+    """``incident.detected``: the entity became aware of the incident (starts the 24-hour cap, RTS 2025/301 Art. 5)."""
+
+    incident_id: Label
+    aware_at: Timestamp
+    detected_by: Label
+    summary: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class IncidentReclassified(IncidentClassified):
+    """``incident.reclassified``: a new classification (major to non-major or back); never an edit of the old one."""
+
+    reason: Text
+
+
+class IncidentReportSubmitted(StrictModel):
+    """``incident.report_submitted``: a report as submitted to the competent authority.
+
+    Several stages may be submitted together when every deadline is still met (ITS 2025/302).  ``content`` is the
+    report as submitted (JSON keyed by the field numbers of ITS 2025/302 Annex I), ``content_sha256`` its digest
+    when the content itself is kept elsewhere.
+    """
+
+    incident_id: Label
+    stages: Annotated[list[ReportStage], Field(min_length=1, max_length=3)]
+    authority: Authority
+    authority_reference: Label | None = None
+    """The reference code the authority gave the incident, once known."""
+    submitted_at: Timestamp
+    submitted_by: Label
+    content: JsonObject | None = None
+    content_sha256: Sha256Hex | None = None
+
+    @model_validator(mode="after")
+    def _distinct_stages(self) -> Self:
+        if len(set(self.stages)) != len(self.stages):
+            raise _payload_error("stages", "must not list a stage twice")
+        return self
+
+
+class IncidentDelayNotice(StrictModel):
+    """``incident.delay_notice``: the authority was told before a deadline that the report will be late."""
+
+    incident_id: Label
+    stage: ReportStage
+    notified_at: Timestamp
+    reason: Text
+    expected_submission_at: Timestamp | None = None
+
+
+class IncidentRecovered(StrictModel):
+    """``incident.recovered``: regular activities are recovered (an intermediate update is due without delay)."""
+
+    incident_id: Label
+    recovered_at: Timestamp
+
+
+class IncidentClosed(StrictModel):
+    """``incident.closed``: the incident is closed; its evidence retention runs from here."""
+
+    incident_id: Label
+    closed_at: Timestamp
+
+
+class IncidentRootCause(StrictModel):
+    """``incident.root_cause``: the apparent root cause, as a code shared across incidents (RTS 2024/1772 Art. 8(2))."""
+
+    incident_id: Label
+    root_cause: Label
+    description: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+class ThreatClassified(StrictModel):
+    """``threat.classified``: a cyber threat assessed under RTS 2024/1772 Art. 10 (stream threat/<id>)."""
+
+    threat_id: Label
+    classified_at: Timestamp
+    classified_by: Label
+    could_affect_critical_functions_or_others: BoolInput
+    high_probability: BoolInput
+    would_meet_critical_services: BoolInput
+    would_meet_clients: BoolInput
+    would_meet_geography: BoolInput
+    significant: bool | None = None
+    """The producer's own conclusion, if it has one (the ledger records its own beside it)."""
+
+
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "check.result": CheckResult,
     "approval.decision": ApprovalDecision,
     "incident.classified": IncidentClassified,
+    "incident.reclassified": IncidentReclassified,
+    "incident.detected": IncidentDetected,
+    "incident.report_submitted": IncidentReportSubmitted,
+    "incident.delay_notice": IncidentDelayNotice,
+    "incident.recovered": IncidentRecovered,
+    "incident.closed": IncidentClosed,
+    "incident.root_cause": IncidentRootCause,
+    "threat.classified": ThreatClassified,
 }
 """Event type -> payload model.  Types not listed here carry a free-form (float-free) JSON object."""

@@ -103,7 +103,15 @@ def test_execute_removes_payloads_and_audit_stays_ok(tmp_path: Path) -> None:
 def test_incident_retention_runs_from_closure(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
     note = ledger.append(_event("incident/INC-2", "incident.note", {"text": "x"}), "t").entry.seq
-    ledger.append(_event("incident/INC-2", "incident.closed", {"by": "ops"}, occurred_at="2016-03-01T00:00:00Z"), "t")
+    ledger.append(
+        _event(
+            "incident/INC-2",
+            "incident.closed",
+            {"incident_id": "INC-2", "closed_at": "2016-03-01T00:00:00Z"},
+            occurred_at="2016-03-01T00:00:00Z",
+        ),
+        "t",
+    )
 
     candidate = next(c for c in plan_disposal(ledger, load_policy(None), NOW) if c.seq == note)
 

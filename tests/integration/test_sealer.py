@@ -630,7 +630,15 @@ def test_retain_until_follows_the_policy_class(tmp_path: Path) -> None:
 def test_retain_until_of_incident_streams(tmp_path: Path) -> None:
     closed = Ledger.create(Settings(data_dir=tmp_path / "closed"), ORIGIN)
     closed.append(_event("incident/INC-2", "incident.note", {"text": "x"}), "t")
-    closed.append(_event("incident/INC-2", "incident.closed", {"by": "ops"}, occurred_at="2016-03-01T00:00:00Z"), "t")
+    closed.append(
+        _event(
+            "incident/INC-2",
+            "incident.closed",
+            {"incident_id": "INC-2", "closed_at": "2016-03-01T00:00:00Z"},
+            occurred_at="2016-03-01T00:00:00Z",
+        ),
+        "t",
+    )
     seal_time = datetime(2030, 1, 1, tzinfo=UTC)
 
     record = _seal_all(closed, FilesystemStore(tmp_path / "closed-store"), seal_time)
@@ -656,7 +664,15 @@ def test_incident_closed_after_its_seal_extends_the_worm_date(tmp_path: Path) ->
     note = ledger.append(_event("incident/INC-1", "incident.note", {"text": "x"}), "t").entry.seq
     record = _seal_all(ledger, store, datetime(2016, 1, 1, tzinfo=UTC))
     assert record.retain_until == "2023-01-01T00:00:00.000000Z"
-    ledger.append(_event("incident/INC-1", "incident.closed", {"by": "ops"}, occurred_at="2018-01-01T00:00:00Z"), "t")
+    ledger.append(
+        _event(
+            "incident/INC-1",
+            "incident.closed",
+            {"incident_id": "INC-1", "closed_at": "2018-01-01T00:00:00Z"},
+            occurred_at="2018-01-01T00:00:00Z",
+        ),
+        "t",
+    )
     required = next(c for c in plan_disposal(ledger, load_policy(None), NOW) if c.seq == note).retain_until
     assert required == datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -182,7 +182,19 @@ def test_typed_payload_is_available() -> None:
     assert isinstance(validate_event(approval_decision()).typed_payload(), ApprovalDecision)
     assert isinstance(validate_event(incident_classified()).typed_payload(), IncidentClassified)
     assert validate_event(free_form()).typed_payload() is None
-    assert set(PAYLOAD_MODELS) == {"check.result", "approval.decision", "incident.classified"}
+    assert set(PAYLOAD_MODELS) == {
+        "check.result",
+        "approval.decision",
+        "incident.classified",
+        "incident.reclassified",
+        "incident.detected",
+        "incident.report_submitted",
+        "incident.delay_notice",
+        "incident.recovered",
+        "incident.closed",
+        "incident.root_cause",
+        "threat.classified",
+    }
 
 
 def test_envelope_is_normalised() -> None:
