@@ -115,8 +115,19 @@ def _verify_signatures(items: Sequence[tuple[NoteVerifier | None, bytes, bytes]]
 class Auditor:
     """Streaming audit of one log.  Call :meth:`check_batch` in seq order, then :meth:`finish`."""
 
-    def __init__(self, origin: str, keys: Sequence[KeyRecord], checkpoints: Sequence[CheckpointRecord]) -> None:
+    def __init__(
+        self,
+        origin: str,
+        keys: Sequence[KeyRecord],
+        checkpoints: Sequence[CheckpointRecord],
+        *,
+        checkpoint_times_known: bool = True,
+    ) -> None:
+        """``checkpoint_times_known=False`` (checkpoints read from a snapshot store, without their signing time):
+        a checkpoint may be signed by any key not retired before its size, the key of its size or a later one
+        that re-signed it."""
         self.report = AuditReport(origin=origin)
+        self._times_known = checkpoint_times_known
         self._origin = origin
         self._verifiers = build_verifiers(keys)
         self._checkpoints = sorted(checkpoints, key=lambda c: c.size)
@@ -277,7 +288,13 @@ class Auditor:
         self.report.checkpoints_checked += 1
         seq = record.size - 1 if record.size else None
         verifiers = [
-            v for key, v in self._verifiers.values() if key.may_sign_checkpoint(record.size, record.created_at)
+            v
+            for key, v in self._verifiers.values()
+            if (
+                key.may_sign_checkpoint(record.size, record.created_at)
+                if self._times_known
+                else key.not_retired_before(record.size)
+            )
         ]
         try:
             opened = open_note(record.note, verifiers)

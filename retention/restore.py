@@ -17,6 +17,7 @@ found in the store and says so.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from ledger.store.bulk import LoadedEntry, bulk_load
 from ledger.store.database import make_engine, migrate
 from ledger.store.records import CheckpointRecord, EntryRecord, KeyRecord, LogHead, NodeRecord, PayloadRecord
 from ledger.verify import Auditor, Finding
+from retention.disposal import DISPOSED_TYPE, ERASURE_DECIDED_TYPE, RETENTION_STREAM
 from retention.sealing import REDACTED_TYPE, SEALED_TYPE, snapshot_stream
 from retention.segments import (
     CHECKPOINTS,
@@ -47,6 +49,7 @@ from retention.segments import (
     origin_of_prefix,
     parse_range_name,
     parse_size_name,
+    segment_name,
 )
 from retention.stores.base import ObjectStore
 from schemas.timestamps import format_timestamp
@@ -119,10 +122,7 @@ def plan_restore(store: ObjectStore, origin: str) -> tuple[list[SegmentPlan], di
     expected = 0
     for (first, last), name in segments:
         if first > expected:
-            raise IntegrityError(
-                f"object {name}: starts at seq {first} but seq {expected} comes next: "
-                f"the segment holding seqs {expected}..{first - 1} is missing"
-            )
+            raise IntegrityError(_missing_segment(origin, expected, first, checkpoints))
         if first < expected:
             raise IntegrityError(f"object {name}: overlaps the previous segment at seq {first}")
         payload_name = payload_objects.get((first, last))
@@ -135,15 +135,22 @@ def plan_restore(store: ObjectStore, origin: str) -> tuple[list[SegmentPlan], di
         expected = last + 1
     beyond = sorted(size for size in checkpoints if size > expected)
     if beyond:
-        raise IntegrityError(
-            f"object {checkpoints[beyond[-1]]}: a sealed checkpoint covers {beyond[-1]} entries but the segments end "
-            f"at seq {expected - 1}: the segment(s) holding seqs {expected}..{beyond[-1] - 1} are missing"
-        )
+        raise IntegrityError(_missing_segment(origin, expected, beyond[-1], checkpoints))
     notes = []
     unsealed = sorted(set(payload_objects) - {(p.first, p.last) for p in plans})
     if unsealed:
         notes.append(f"{len(unsealed)} payload object(s) belong to no segment and were ignored")
     return plans, {size: checkpoints[size] for size in sorted(checkpoints)}, notes
+
+
+def _missing_segment(origin: str, expected: int, upto: int, checkpoints: dict[int, str]) -> str:
+    """Name the segment that should start at ``expected``: its end is the first sealed checkpoint after it."""
+    ends = sorted(size for size in checkpoints if expected < size <= upto)
+    last = (ends[0] if ends else upto) - 1
+    return (
+        f"object {segment_name(origin, expected, last)}: missing from the store (seqs {expected}..{last}; "
+        f"checkpoint {checkpoints.get(last + 1, 'none')} seals it); seq {expected} is the first entry lost"
+    )
 
 
 # --- verification state -----------------------------------------------------------------------------
@@ -158,13 +165,13 @@ class _Keys:
     announced: dict[str, tuple[int, str]] = field(default_factory=dict)  # key id -> (valid_from_seq, verifier)
 
     def check(self) -> list[str]:
-        """Every key is pinned, or the first key, or announced in the chain at its first seq."""
+        """Every key after the first is announced in the chain at its first seq by a verified ``key.rotated`` entry,
+        and, when keys are pinned, one of them is the store's: a pinned later key vouches for the earlier ones,
+        since the checkpoints it signed commit to the whole tree."""
         problems = []
         for index, key in enumerate(self.keys):
-            if key.verifier_key in self.trusted:
-                continue
-            if index == 0 and not self.trusted:
-                continue
+            if key.verifier_key in self.trusted or index == 0:
+                continue  # the first key is the anchor: pinned itself, or vouched for by a pinned later key
             announced = self.announced.get(key.key_id)
             if announced is None or announced != (key.valid_from_seq, key.verifier_key):
                 problems.append(
@@ -185,9 +192,7 @@ def _checkpoint_record(store: ObjectStore, name: str, size: int, origin: str) ->
         raise IntegrityError(f"object {name}: {exc}") from exc
     if parsed.size != size or parsed.origin != origin:
         raise IntegrityError(f"object {name}: holds the checkpoint of {parsed.origin} size {parsed.size}")
-    # A checkpoint is signed by the key of its size, or re-signed later by a newer key (DESIGN.md 2, rotation):
-    # "now" as its time lets the auditor accept the key active now as well as the key of its size.
-    return CheckpointRecord(size, parsed.root, note, format_timestamp(datetime.now(UTC))), data
+    return CheckpointRecord(size, parsed.root, note, ""), data
 
 
 def _newest_header(store: ObjectStore, plan: SegmentPlan) -> SegmentHeader:
@@ -198,6 +203,42 @@ def _newest_header(store: ObjectStore, plan: SegmentPlan) -> SegmentHeader:
     if not header.keys:
         raise IntegrityError(f"object {plan.segment}: the header lists no key")
     return header
+
+
+class _Erasures:
+    """Every payload the store shows as removed, checked at the end against the decisions that removed them.
+
+    A removal is genuine only when the entry ``by_seq`` names it is a ``retention.disposed`` or
+    ``gdpr.erasure_decided`` decision (on ``ledger/retention``) whose seq ranges include the removed seq; otherwise a
+    payload object was edited to hide evidence.
+    """
+
+    def __init__(self) -> None:
+        self.removed_seqs = array("q")
+        self.removed_by = array("q")
+        self.decisions: dict[int, list[tuple[int, int]]] = {}
+
+    def take(self, entry: EntryRecord, payload: PayloadRecord) -> None:
+        if payload.payload is None:
+            self.removed_seqs.append(entry.seq)
+            self.removed_by.append(-1 if payload.erased_by_seq is None else payload.erased_by_seq)
+            return
+        if entry.stream != RETENTION_STREAM or entry.type not in (DISPOSED_TYPE, ERASURE_DECIDED_TYPE):
+            return
+        data = orjson.loads(payload.payload)
+        runs = data.get("seq_ranges") if entry.type == DISPOSED_TYPE else data.get("erased")
+        ranges = []
+        for run in runs if isinstance(runs, list) else []:
+            if isinstance(run, list) and len(run) == 2 and all(isinstance(v, int) for v in run):
+                ranges.append((run[0], run[1]))
+        self.decisions[entry.seq] = ranges
+
+    def first_unexplained(self) -> tuple[int, int] | None:
+        for seq, by in zip(self.removed_seqs, self.removed_by, strict=True):
+            ranges = self.decisions.get(by)
+            if ranges is None or not any(a <= seq <= b for a, b in ranges):
+                return seq, by
+        return None
 
 
 class _Recorded:
@@ -300,9 +341,10 @@ def _load(
 ) -> None:
     origin, plans, checkpoint_names = target_log.origin, target_log.plans, target_log.checkpoint_names
     checkpoint_records = target_log.checkpoint_records
-    auditor = Auditor(origin, keys.keys, checkpoint_records)
+    auditor = Auditor(origin, keys.keys, checkpoint_records, checkpoint_times_known=False)
     tree = CompactRange(0, [])
     recorded = _Recorded()
+    erasures = _Erasures()
     stream_next: dict[str, int] = {}
     prev_hash = bytes(32)
     reader = ThreadPoolExecutor(1, thread_name_prefix="ledger-restore-read")
@@ -332,11 +374,13 @@ def _load(
                     batch, [(((idx + 1) << level) - 1, NodeRecord(level, idx, h)) for level, idx, h in nodes]
                 )
                 if len(auditor.report.findings) > before:
-                    finding = auditor.report.findings[before]
+                    new = auditor.report.findings[before:]
+                    finding = min(new, key=lambda f: (f.seq is None, f.seq or 0))  # the first seq concerned
                     raise IntegrityError(f"object {_object_for(finding, plans, checkpoint_names)}: {finding}")
                 loaded = []
                 for entry, payload in batch:
                     recorded.take(entry, payload)
+                    erasures.take(entry, payload)
                     _take_rotation(entry, payload, keys)
                     stream_next[entry.stream] = entry.stream_seq + 1
                     loaded.append(LoadedEntry(entry, payload, body_subjects(entry.body)))
@@ -352,6 +396,14 @@ def _load(
             if finished.findings:
                 finding = finished.findings[0]
                 raise IntegrityError(f"object {_object_for(finding, plans, checkpoint_names)}: {finding}")
+            unexplained = erasures.first_unexplained()
+            if unexplained is not None:
+                seq, by = unexplained
+                owner = next(p for p in plans if p.first <= seq <= p.last)
+                raise IntegrityError(
+                    f"object {owner.payloads}: seq {seq}: the payload reads as removed by seq {by}, but no disposal or "
+                    "erasure decision in the log removed it"
+                )
             problems = keys.check()
             if problems:
                 raise IntegrityError(f"object {plans[-1].segment}: {problems[0]}")

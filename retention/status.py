@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import LedgerError, NotFoundError, VerificationError
@@ -24,7 +23,6 @@ from retention.policy import DEFAULT_RETENTION_WORDING
 from retention.sealing import SealRecord, load_seal_records
 from retention.segments import SEGMENTS, decode_payloads, log_prefix, parse_size_name
 from retention.stores.base import ObjectStore
-from schemas.timestamps import format_timestamp
 
 __all__ = ["StatusFinding", "StoreStatus", "store_status"]
 
@@ -149,8 +147,8 @@ def _check_object(
 
 def _check_checkpoint(ledger: Ledger, name: str, data: bytes, verifiers: dict[str, Any], status: StoreStatus) -> None:
     size = parse_size_name(name)
-    now = format_timestamp(datetime.now(UTC))  # signed by the key of its size, or re-signed by the active key
-    candidates = [v for key, v in verifiers.values() if key.may_sign_checkpoint(size, now)]
+    # signed by the key of its size, or re-signed after a rotation by a later key
+    candidates = [v for key, v in verifiers.values() if key.not_retired_before(size)]
     try:
         opened = open_note(data.decode("utf-8"), candidates)
         checkpoint = parse_checkpoint(opened.text)

@@ -41,6 +41,11 @@ class KeyRecord:
         """Whether this key was active at ``moment`` (fixed-width RFC 3339 strings compare as times)."""
         return self.valid_from <= moment and (self.valid_until is None or moment <= self.valid_until)
 
+    def not_retired_before(self, size: int) -> bool:
+        """Whether this key was still in use when the tree reached ``size`` or later (so it may have re-signed a
+        checkpoint of that size after a rotation)."""
+        return self.valid_until_seq is None or self.valid_until_seq >= size
+
     def may_sign_checkpoint(self, size: int, created_at: str) -> bool:
         """A checkpoint is signed by the key of its size, or re-signed later by the key active then."""
         return self.covers_size(size) or self.covers_time(created_at)

@@ -35,7 +35,6 @@ from azure.storage.blob import (
 from ledger.errors import (
     ConfigurationError,
     ConflictError,
-    IntegrityError,
     NotFoundError,
     StorageUnavailable,
     ValidationError,
@@ -232,9 +231,9 @@ class AzureBlobStore:
 
 
 def _describe(properties: BlobProperties) -> StoredObject:
-    digest = (properties.metadata or {}).get(DIGEST_KEY)
-    if not digest:
-        raise IntegrityError("the blob carries no recorded sha256 digest")
+    # A blob without the digest metadata (re-uploaded by hand) reads as "no recorded digest": the caller's
+    # digest check then names the object, and a listing is not cut short by one bad blob.
+    digest = (properties.metadata or {}).get(DIGEST_KEY) or ""
     policy = properties.immutability_policy
     expiry = policy.expiry_time if policy is not None else None
     mode = policy.policy_mode if policy is not None else None

@@ -146,8 +146,13 @@ class FilesystemStore:
         return self.root.joinpath(*name.split("/"))
 
     def _describe(self, name: str, path: Path) -> StoredObject:
-        meta = self._read_meta(path)
-        retain_until = datetime.fromisoformat(meta["retain_until"]) if meta.get("retain_until") else None
+        """What the sidecar says; a missing or unreadable sidecar reads as "no recorded digest" (``""``), so that
+        a listing goes on and the caller's digest check names the object."""
+        try:
+            meta = self._read_meta(path)
+            retain_until = datetime.fromisoformat(meta["retain_until"]) if meta.get("retain_until") else None
+        except (IntegrityError, ValueError, TypeError):
+            meta, retain_until = {"sha256": ""}, None
         return StoredObject(
             name=name,
             size=path.stat().st_size,
@@ -157,17 +162,22 @@ class FilesystemStore:
             immutability_mode=ADVISORY_MODE if retain_until is not None else None,
         )
 
-    @staticmethod
-    def _read_meta(path: Path) -> dict[str, Any]:
+    def _read_meta(self, path: Path) -> dict[str, Any]:
         try:
             meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise IntegrityError("the object's metadata sidecar is missing") from exc
+            raise IntegrityError(f"object {self._name(path)}: its metadata sidecar is missing") from exc
         except (OSError, ValueError) as exc:
-            raise IntegrityError("the object's metadata sidecar cannot be read") from exc
+            raise IntegrityError(f"object {self._name(path)}: its metadata sidecar cannot be read") from exc
         if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-            raise IntegrityError("the object's metadata sidecar is malformed")
+            raise IntegrityError(f"object {self._name(path)}: its metadata sidecar is malformed")
         return meta
+
+    def _name(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.name
 
     @staticmethod
     def _write_meta(path: Path, meta: dict[str, Any]) -> None:
