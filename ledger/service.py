@@ -6,6 +6,7 @@ builds bodies, chains, signs, extends the Merkle tree and writes everything in o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 from ledger import merkle
 from ledger.canonical import canonical_bytes
 from ledger.chain import SALT_BYTES, entry_body, payload_digest_of_bytes, subject_ref
-from ledger.dora.evaluation import DORA_PRODUCER, evaluation_events, is_reserved
+from ledger.dora.evaluation import DORA_PRODUCER, SOURCE_TYPES, evaluation_events, is_reserved
 from ledger.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
 from ledger.keys import KeyStore
 from ledger.notes import NoteSigner, format_checkpoint, sign_note
@@ -226,6 +227,10 @@ class Ledger:
             self._signer = self.key_store.signer(self.origin, key_id)
         return self._signer
 
+    def _derived_id_key(self) -> bytes:
+        """Keys the ids of events the ledger derives (a purpose-specific key from the subject secret)."""
+        return hashlib.sha256(b"ledger derived event ids\n" + self.subject_secret()).digest()
+
     def subject_secret(self) -> bytes:
         if self._subject_secret is None:
             self._subject_secret = self.key_store.subject_secret()
@@ -330,7 +335,9 @@ class Ledger:
         validated = [self._validated(i, e) for i, e in enumerate(events)]
         prepared = [self._prepare(i, event, producer) for i, event in enumerate(validated)]
         for event in validated:  # the ledger's own evaluation beside each DORA classification (same transaction)
-            for extra in evaluation_events(event):
+            if event.type not in SOURCE_TYPES:
+                continue
+            for extra in evaluation_events(event, self._derived_id_key()):
                 derived = validate_event(extra, max_payload_bytes=self.settings.max_payload_bytes)
                 prepared.append(self._prepare(len(prepared), derived, DORA_PRODUCER))
         return _Pending(prepared, visible=len(validated))

@@ -241,6 +241,59 @@ def _status(
     )
 
 
+def _major_periods(view: IncidentView) -> list[tuple[datetime, datetime | None]]:
+    """(start, end) of each stretch during which the incident stood classified as major (end None: still major)."""
+    periods: list[tuple[datetime, datetime | None]] = []
+    start: datetime | None = None
+    for step in view.classifications:
+        if step.major and start is None:
+            start = _t(step.classified_at)
+        elif not step.major and start is not None:
+            periods.append((start, _t(step.classified_at)))
+            start = None
+    if start is not None:
+        periods.append((start, None))
+    return periods
+
+
+def _initial(
+    view: IncidentView, aware: datetime, now: datetime, entity_type: str, weekend_rule: bool
+) -> DeadlineStatus:
+    """RTS 2025/301 Art. 5: 4 hours from the classification as major (capped at awareness + 24 hours).
+
+    A reclassification to non-major ends the obligation for the future, never for the past: a deadline that passed
+    while the incident was major stays missed.  A later reclassification back to major starts a new clock.
+    """
+    periods = _major_periods(view)
+
+    def deadline_for(start: datetime) -> Deadline:
+        return initial_deadline(aware, start, entity_type=entity_type, weekend_rule=weekend_rule)
+
+    report = _first_report(view, "initial")
+    if report is not None:
+        submitted = _t(report["submitted_at"])
+        start = max((p[0] for p in periods if p[0] <= submitted), default=periods[0][0])
+        return _status("initial", deadline_for(start), report, view, now)
+    for start, end in periods:
+        if end is not None and deadline_for(start).due_at < end:
+            status = _status("initial", deadline_for(start), None, view, now)
+            return DeadlineStatus(
+                "initial",
+                "missed",
+                status.deadline,
+                seconds_left=status.seconds_left,
+                delay_notice_seq=status.delay_notice_seq,
+                delay_notified_in_time=status.delay_notified_in_time,
+                note=f"passed while the incident was major, before its reclassification at {format_timestamp(end)}",
+            )
+    start, end = periods[-1]
+    if end is not None:
+        return DeadlineStatus(
+            "initial", "not_required", deadline_for(start), note="reclassified as non-major before it was due"
+        )
+    return _status("initial", deadline_for(start), None, view, now)
+
+
 def _deadlines(view: IncidentView, now: datetime, entity_type: str, weekend_rule: bool) -> list[DeadlineStatus]:
     first_major = next((c for c in view.classifications if c.major), None)
     if first_major is None:
@@ -250,16 +303,12 @@ def _deadlines(view: IncidentView, now: datetime, entity_type: str, weekend_rule
     aware = _t(view.aware_at) if view.aware_at else _t(first_major.classified_at)
     current_major = view.classifications[-1].major
     results = []
-    initial = _status(
-        "initial",
-        initial_deadline(aware, _t(first_major.classified_at), entity_type=entity_type, weekend_rule=weekend_rule),
-        _first_report(view, "initial"),
-        view,
-        now,
-    )
-    results.append(_unless_reclassified(initial, current_major))
+    initial = _initial(view, aware, now, entity_type, weekend_rule)
+    results.append(initial)
     if initial.submitted_at is None:
-        results += [DeadlineStatus(s, "waiting", None, note="after the initial notification") for s in _STAGES[1:]]
+        later: DeadlineState = "waiting" if current_major else "not_required"
+        note = "after the initial notification" if current_major else "the incident is classified non-major"
+        results += [DeadlineStatus(s, later, None, note=note) for s in _STAGES[1:]]
         return results
     intermediate = _status(
         "intermediate",
