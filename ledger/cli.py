@@ -1244,5 +1244,76 @@ def dora_export(
         typer.echo(f"wrote the {'+'.join(stage)} report for {report['authority']} to {out}")
 
 
+# --- evidence packs (DORA.md section 6) -------------------------------------------------------------------
+
+pack_app = typer.Typer(help="Evidence packs for supervisors and auditors.", no_args_is_help=True)
+app.add_typer(pack_app, name="pack")
+
+
+@pack_app.command("export")
+@handles_errors
+def pack_export(
+    out: Annotated[Path, typer.Option("--out", help="the ZIP file to write (must not exist)")],
+    stream: Annotated[list[str] | None, typer.Option("--stream", help="a stream in scope (repeatable)")] = None,
+    stream_prefix: Annotated[
+        list[str] | None, typer.Option("--stream-prefix", help="streams under this prefix (repeatable)")
+    ] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", help="only these event types (repeatable)")] = None,
+    incident: Annotated[list[str] | None, typer.Option("--incident", help="an incident id (repeatable)")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="only entries about this subject ref")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="occurred at or after (RFC 3339)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="occurred before (RFC 3339)")] = None,
+    auditor_checkpoint: Annotated[
+        Path | None, typer.Option("--auditor-checkpoint", help="an earlier signed checkpoint: adds a consistency proof")
+    ] = None,
+    exporter: Annotated[str, typer.Option("--exporter", help="who exports (recorded in pack.exported)")] = "cli",
+    policy: PolicyOption = None,
+) -> None:
+    """Export an evidence pack: the entries in scope disclosed, the rest of their seq range as hashes, proofs,
+    the signed checkpoint, keys, incident dossiers, retention state, a PDF report and an offline verifier."""
+    from ledger.packs.build import PackScope, export_pack
+
+    scope = PackScope(
+        streams=tuple(stream or ()),
+        stream_prefixes=tuple(stream_prefix or ()),
+        types=tuple(type_ or ()),
+        incidents=tuple(incident or ()),
+        subject=subject,
+        occurred_since=since,
+        occurred_until=until,
+    )
+    earlier = None
+    if auditor_checkpoint is not None:
+        try:
+            earlier = auditor_checkpoint.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"cannot read the auditor checkpoint {auditor_checkpoint}: {exc}") from None
+    result = export_pack(
+        _ledger(), out, scope, exporter=exporter, auditor_checkpoint=earlier, policy=_retention_policy(policy)
+    )
+    typer.echo(
+        f"wrote pack {result.pack_id} to {result.path}: seqs {result.first_seq}..{result.last_seq} "
+        f"({result.disclosed} disclosed, {result.hidden} as hashes only), checkpoint of size {result.tree_size}"
+    )
+    typer.echo(f"sha256 {result.sha256}; recorded as pack.exported at seq {result.export_event_seq}")
+
+
+@app.command("verify-pack")
+def verify_pack_command(
+    pack: Annotated[Path, typer.Argument(help="the evidence pack ZIP")],
+    key: Annotated[list[str], typer.Option("--key", help="the log's verifier key, obtained from a trusted channel")],
+    json_out: JsonOption = False,
+) -> None:
+    """Verify an evidence pack offline (no database, no network), trusting only the given key(s)."""
+    from ledger.packs import verifier
+
+    argv = [str(pack)]
+    for item in key:
+        argv += ["--key", item]
+    if json_out:
+        argv.append("--json")
+    raise typer.Exit(verifier.main(argv))
+
+
 if __name__ == "__main__":
     main()

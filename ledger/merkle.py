@@ -419,3 +419,27 @@ class CompactRange:
 
     def __repr__(self) -> str:
         return f"CompactRange(size={self._size}, root={self.root().hex()})"
+
+
+def outside_subtrees(first: int, end: int, size: int) -> list[tuple[int, int]]:
+    """The maximal subtrees of the RFC 9162 2.1.1 recursion over ``[0, size)`` that lie outside ``[first, end)``.
+
+    With their hashes and the leaf hashes of ``[first, end)``, the root of the tree of ``size`` can be recomputed:
+    a multi-leaf inclusion proof of the whole range (the evidence-pack range proof).
+    """
+    if not 0 <= first < end <= size:
+        raise ValueError("need 0 <= first < end <= size")
+    found: list[tuple[int, int]] = []
+
+    def walk(lo: int, hi: int) -> None:
+        if hi <= first or lo >= end:
+            found.append((lo, hi))
+            return
+        if first <= lo and hi <= end:
+            return
+        split = lo + _largest_power_of_two_below(hi - lo)
+        walk(lo, split)
+        walk(split, hi)
+
+    walk(0, size)
+    return found

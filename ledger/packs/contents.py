@@ -1,0 +1,106 @@
+"""The parts of a pack that come from the domain modules: incident dossiers, retention state, the verifier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import LedgerError
+from ledger.service import Ledger
+from schemas.timestamps import format_timestamp
+
+VERIFIER = Path(__file__).with_name("verifier.py")
+
+
+def incident_dossier(ledger: Ledger, incident_id: str, now: datetime) -> dict[str, Any] | None:
+    """The incident's view (worksheets, reports as submitted, deadlines met or missed); None if unknown."""
+    from ledger.dora.incidents import incident_view
+
+    try:
+        return incident_view(ledger, incident_id, now).as_dict()
+    except LedgerError:
+        return None
+
+
+def retention_lines(
+    ledger: Ledger, selected: Any, first: int, last: int, policy: Any, now: datetime
+) -> Iterator[dict[str, Any]]:
+    """A header (policy wording, holds) then one line per disclosed entry: class, retain-until, holds, erasure."""
+    from retention.disposal import _case_ids, _incident_closures, _incident_id
+    from retention.holds import load_holds
+    from retention.policy import DEFAULT_RETENTION_WORDING, RetentionPolicy, holds_covering
+    from schemas.timestamps import parse_timestamp
+
+    rules = policy if policy is not None else RetentionPolicy()
+    holds = load_holds(ledger)
+    active = [h for h in holds if h.active]
+    yield {
+        "policy": DEFAULT_RETENTION_WORDING,
+        "at": format_timestamp(now),
+        "active_holds": len(active),
+        "holds": [
+            {
+                "hold_id": h.hold_id,
+                "scope_kind": h.scope_kind,
+                "scope": h.scope,
+                "case_id": h.case_id,
+                "set_at": format_timestamp(h.set_at),
+                "released_at": None if h.released_at is None else format_timestamp(h.released_at),
+            }
+            for h in holds
+        ],
+    }
+    closures = _incident_closures(ledger)
+    for entry, payload in ledger.recorder.iter_entries_with_payloads(ledger.log_id, first, batch_size=5000):
+        if entry.seq > last:
+            return
+        if entry.seq not in selected:
+            continue
+        closed = closures.get(entry.stream) if entry.stream.startswith("incident/") else None
+        try:
+            until = rules.retain_until(
+                entry.type,
+                parse_timestamp(entry.occurred_at, field="occurred_at"),
+                incident_closed_at=closed,
+                stream=entry.stream,
+            )
+        except LedgerError:
+            until = None
+        covering = holds_covering(
+            entry.stream, _incident_id(entry.stream), _case_ids(None if payload is None else payload.payload), active
+        )
+        erased = None
+        if payload is not None and payload.payload is None:
+            erased = {"at": payload.erased_at, "by_seq": payload.erased_by_seq, "reason": payload.erasure_reason}
+        yield {
+            "seq": entry.seq,
+            "class": rules.class_for(entry.type).name,
+            "retain_until": None if until is None else format_timestamp(until),
+            "held_by": [h.hold_id for h in covering],
+            "erased": erased,
+        }
+
+
+def verifier_source() -> bytes:
+    return VERIFIER.read_bytes()
+
+
+def readme_text(origin: str, verifier_key: str) -> str:
+    return f"""Evidence pack of the log {origin}
+
+Verify it offline, on any machine with Python 3.11 or newer and the `cryptography` package:
+
+    python -m pip install cryptography
+    python verify.py THIS-PACK.zip --key '{verifier_key}'
+
+Obtain the key from the entity through a channel you trust, not from this pack. The verifier checks the file
+digests and the manifest signature, every disclosed entry's signature, hash and payload digest, the chain links
+and that every seq of the range is present, the Merkle root of the range against the signed checkpoint, the
+inclusion proofs and (when present) the consistency proof from your earlier checkpoint. It prints one line per
+check and a verdict, and exits 0 only when everything holds (--json for machine-readable output).
+
+Entries outside the scope appear as their leaf hash only: they prove that nothing in the range was left out
+without disclosing it. report.pdf is the readable report; manifest.json lists every file with its SHA-256.
+"""
