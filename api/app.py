@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from api.deps import reject_unknown_query
 from api.errors import PROBLEM_RESPONSES, install_error_handlers
+from api.metrics import metrics_of
 from api.middleware import install_middleware
-from api.routes import audits, events, keys, ops, proofs, reconcile, retention
+from api.routes import audits, dora, events, keys, ops, proofs, reconcile, retention
 from api.state import AppState
 from ledger.errors import LedgerError, StorageUnavailable
 from ledger.service import Ledger
@@ -59,8 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ledger_state = state
     install_error_handlers(app)
     install_middleware(app, settings)
-    for module in (ops, events, proofs, audits, keys, reconcile, retention):
+    for module in (ops, events, proofs, audits, keys, reconcile, retention, dora):
         app.include_router(module.router)
+    metrics = metrics_of(app)
+    metrics.add_scrape_hook(lambda logs: metrics.set_overdue_reports(dora.overdue_reports(state, logs)))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -117,13 +121,15 @@ def _start_bus_workers(settings: Settings) -> list[LogWorkerThread]:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated spec plus the event envelope's schema, which routes read from the raw body."""
+    """The generated spec plus the schemas of the bodies routes read raw: the event envelope, DORA inputs."""
     if app.openapi_schema:
         return app.openapi_schema
     spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = spec.setdefault("components", {}).setdefault("schemas", {})
-    event_schema = EventIn.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(event_schema.pop("$defs", {}))
-    components["EventIn"] = event_schema
+    models: tuple[type[BaseModel], ...] = (EventIn, *dora.REQUEST_SCHEMAS)
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
     app.openapi_schema = spec
     return spec

@@ -129,6 +129,21 @@ RetentionReader = Annotated[
     tuple[ApiKey, Ledger],
     Depends(ledger_for_roles("read legal holds or retention status", frozenset({Role.OFFICER, Role.AUDITOR}))),
 ]
+DoraClassifier = Annotated[
+    tuple[ApiKey, Ledger],
+    Depends(
+        ledger_for_roles(
+            "classify incidents or assess threats", frozenset({Role.OFFICER, Role.AUDITOR, Role.PUBLISHER})
+        )
+    ),
+]
+DoraReader = Annotated[
+    tuple[ApiKey, Ledger],
+    Depends(ledger_for_roles("read incidents or reporting deadlines", frozenset({Role.OFFICER, Role.AUDITOR}))),
+]
+DoraExporter = Annotated[
+    tuple[ApiKey, Ledger], Depends(ledger_for_roles("export incident reports", frozenset({Role.OFFICER})))
+]
 KeyAdmin = Annotated[ApiKey, Depends(requires(Permission.MANAGE_KEYS))]
 MetricsReader = Annotated[ApiKey, Depends(requires(Permission.METRICS))]
 

@@ -1,7 +1,8 @@
 """Prometheus metrics, one registry per app (never the global one), with bounded label values.
 
 Routes record what they did through ``record_append`` and ``record_audit``; the middleware records every
-request through ``record_request``; ``GET /metrics`` calls ``render`` after ``set_log_sizes``.
+request through ``record_request``; ``GET /metrics`` calls ``render`` after ``set_log_sizes``.  Values that
+are computed when scraped (overdue DORA reports) come from scrape hooks, which ``render`` runs first.
 Label values are route templates, known HTTP methods, status codes and log origins: never raw paths,
 key ids or anything taken from a request body.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -22,6 +23,8 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # "text/plain; version=0.0.4; charset=u
 UNMATCHED_ROUTE = "<unmatched>"  # no route answered: unknown paths, and 413/429 refused before routing
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ScrapeHook = Callable[[Collection[str] | None], None]
+"""Called at each scrape with the logs whose series will be shown (None: every log)."""
 
 
 class ApiMetrics:
@@ -49,6 +52,13 @@ class ApiMetrics:
             "ledger_audit_findings", "findings reported by server-side audits", ["log"], registry=registry
         )
         self.log_size = Gauge("ledger_log_size", "entries in the log (updated on scrape)", ["log"], registry=registry)
+        self.dora_reports_overdue = Gauge(
+            "ledger_dora_reports_overdue",
+            "DORA report deadlines passed without the report (RTS 2025/301 Art. 5; updated on scrape)",
+            ["log"],
+            registry=registry,
+        )
+        self._scrape_hooks: list[ScrapeHook] = []
         _BY_REGISTRY[registry] = self
 
     def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -60,8 +70,21 @@ class ApiMetrics:
         for log, size in sizes:
             self.log_size.labels(log).set(size)
 
+    def set_overdue_reports(self, counts: Iterable[tuple[str, int]]) -> None:
+        for log, count in counts:
+            self.dora_reports_overdue.labels(log).set(count)
+
+    def add_scrape_hook(self, hook: ScrapeHook) -> None:
+        """Run ``hook(logs)`` at every scrape, before the text is rendered (``logs`` as given to ``render``)."""
+        self._scrape_hooks.append(hook)
+
     def render(self, logs: Collection[str] | None = None) -> bytes:
-        """The exposition text; with ``logs``, series labelled with any other log are left out."""
+        """The exposition text; with ``logs``, series labelled with any other log are left out.
+
+        The scrape hooks run first, with the same ``logs``, so that they compute only what will be shown.
+        """
+        for hook in self._scrape_hooks:
+            hook(logs)
         if logs is None:
             return generate_latest(self.registry)
         return generate_latest(_OnlyLogs(self.registry, frozenset(logs)))

@@ -409,7 +409,10 @@ def _load(
                 raise IntegrityError(f"object {plans[-1].segment}: {problems[0]}")
             report.digests_checked = _check_recorded(recorded, read_digests, plans, report)
             stamp = format_timestamp(datetime.now(UTC))
-            checkpoints = [CheckpointRecord(c.size, c.root, c.note, stamp) for c in checkpoint_records]
+            checkpoints = [
+                CheckpointRecord(c.size, c.root, c.note, _signing_time(c.note, keys.keys, stamp))
+                for c in checkpoint_records
+            ]
             target.finish(head, keys.keys, stream_next, checkpoints)
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
@@ -417,6 +420,16 @@ def _load(
     report.root = tree.root().hex()
     report.checkpoints = len(checkpoint_records)
     report.checkpoint = checkpoint_records[-1].note if checkpoint_records else ""
+
+
+def _signing_time(note: str, keys: Sequence[KeyRecord], default: str) -> str:
+    """A time at which the key that signed ``note`` was active (its start), so that a later audit of the restored
+    database accepts a checkpoint re-signed after a rotation; the signing time itself is not in the store."""
+    signed_by = {signature.key_id.hex() for signature in parse_note(note).signatures}
+    for key in keys:
+        if key.key_id in signed_by:
+            return key.valid_from
+    return default
 
 
 def _read_segment(

@@ -211,6 +211,165 @@ class RetentionStatusPublic(BaseModel):
     findings: list[StoreFindingPublic]
 
 
+# --- DORA incidents (ledger/dora; DORA.md sections 1 and 2) ---------------------------------------------
+
+ReportStageName = Literal["initial", "intermediate", "final"]
+DeadlineStateName = Literal["met", "missed", "due", "overdue", "not_required", "waiting"]
+
+
+class CriterionPublic(BaseModel):
+    """One criterion of RTS 2024/1772 evaluated: ``met`` is true, false or null (unknown)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    article: str
+    met: bool | None
+    reason: str
+    inputs: dict[str, Any] = Field(description="the inputs it used, each with value, estimated, source and as_of")
+    estimated: bool = Field(description="the result of this criterion rests on an estimated input")
+
+
+class ClassificationPublic(BaseModel):
+    """The engine's worksheet: RTS 2024/1772 Art. 8(1) applied to the inputs, with the rule version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    major: bool
+    path: Literal["malicious-access-data-loss", "two-thresholds"] | None
+    rule: str
+    rule_version: str
+    gate: CriterionPublic
+    malicious_access_data_loss: CriterionPublic
+    criteria: list[CriterionPublic] = Field(description="the six thresholds of Art. 9, in the RTS order")
+    thresholds_met: int
+    criteria_met: list[str]
+    could_become_major: bool = Field(description="not major now, but unknown inputs could still make it major")
+    estimated: bool = Field(description="the result rests on at least one estimated input")
+
+
+class ThreatAssessmentPublic(BaseModel):
+    """RTS 2024/1772 Art. 10 applied to a cyber threat."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    significant: bool
+    reasons: list[str]
+    notification: str
+    rule: str
+    rule_version: str
+
+
+class DeadlinePublic(BaseModel):
+    """A reporting deadline (RTS 2025/301 Art. 5), in UTC, and whether the working-day rule moved it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: ReportStageName
+    due_at: str
+    basis: str
+    rule: str
+    moved_from: str | None
+    moved_because: str | None
+
+
+class DeadlineStatusPublic(BaseModel):
+    """Where one report stage stands: met, missed, due, overdue, not required, or waiting for an earlier stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: ReportStageName
+    state: DeadlineStateName
+    deadline: DeadlinePublic | None
+    submitted_at: str | None
+    submitted_seq: int | None
+    seconds_left: int | None = Field(
+        description="due or overdue: seconds to the deadline (negative: overdue by); met or missed: seconds the "
+        "submission came before the deadline (negative: after)"
+    )
+    delay_notice_seq: int | None
+    delay_notified_in_time: bool | None
+    note: str
+
+
+class DueReportPublic(DeadlineStatusPublic):
+    """A report overdue or due within the look-ahead, with its incident."""
+
+    incident_id: str
+
+
+class IncidentSummaryPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    incident_id: str
+    major: bool
+    next_deadline: DeadlineStatusPublic | None = Field(
+        description="the report due or overdue now, if any (stages follow one another)"
+    )
+
+
+class ClassificationStepPublic(BaseModel):
+    """One classification or reclassification as recorded, beside the engine's result for the same inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int
+    kind: Literal["classified", "reclassified"]
+    classified_at: str
+    classified_by: str
+    major: bool = Field(description="what counts: the entity's stated conclusion when it gave one, else the engine's")
+    stated_major: bool | None
+    engine_major: bool
+    disagreement: bool = Field(description="the entity's stated conclusion differs from the engine's result")
+    criteria_met: list[str]
+    path: Literal["malicious-access-data-loss", "two-thresholds"] | None
+    estimated: bool
+    rule_version: str
+    reason: str | None
+    worksheet: ClassificationPublic
+
+
+class TimelineEventPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int
+    type: str
+    occurred_at: str
+
+
+class IncidentViewPublic(BaseModel):
+    """An incident rebuilt from the signed events of its stream ``incident/<id>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incident_id: str
+    stream: str
+    major: bool
+    aware_at: str | None
+    classifications: list[ClassificationStepPublic]
+    reports: list[dict[str, Any]] = Field(description="incident.report_submitted payloads, each with its seq")
+    delay_notices: list[dict[str, Any]] = Field(description="incident.delay_notice payloads, each with its seq")
+    recovered_at: str | None
+    closed_at: str | None
+    root_cause: str | None
+    deadlines: list[DeadlineStatusPublic]
+    timeline: list[TimelineEventPublic]
+    notes: list[str]
+
+
+class IncidentReportPublic(BaseModel):
+    """A report for the supervisor, keyed by the field numbers of ITS (EU) 2025/302 Annex I (``"2.3"``...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    authority: Literal["NBB", "FSMA"]
+    authority_name: str
+    template: str
+    format_note: str
+    unnumbered: dict[str, Any] = Field(description="items without a field number in the template")
+    deadlines: list[DeadlineStatusPublic]
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details, as every error of the API is reported."""
 

@@ -37,13 +37,13 @@ __all__ = [
 ]
 
 INCIDENT_PREFIX = "incident/"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_WITHIN = re.compile(r"^(\d+)([mhd])$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_WITHIN = re.compile(r"([0-9]{1,6})([mhd])")
 RECURRING_WINDOW_MONTHS = 6
 
 
 def _stream(incident_id: str) -> str:
-    if not _ID.match(incident_id) or len(incident_id) > 180:
+    if not _ID.fullmatch(incident_id) or len(incident_id) > 180:
         raise ValidationError("incident id must be letters, digits, '.', '_' or '-'", field="incident")
     return INCIDENT_PREFIX + incident_id
 
@@ -63,7 +63,7 @@ def incident_ids(ledger: Ledger) -> list[str]:
 def _events(ledger: Ledger, incident_id: str) -> list[IncidentEvent]:
     entries = list(ledger.entries(EntryFilter(stream=_stream(incident_id))))
     if not entries:
-        raise NotFoundError(f"no incident {incident_id}")
+        raise NotFoundError("no such incident")
     payloads = ledger.recorder.payloads(ledger.log_id, [e.seq for e in entries])
     result = []
     for entry in entries:
@@ -95,7 +95,7 @@ class DueItem:
 
 def parse_within(text: str) -> timedelta:
     """``30m``, ``4h`` or ``2d``."""
-    match = _WITHIN.match(text.strip())
+    match = _WITHIN.fullmatch(text.strip())
     if match is None:
         raise ValidationError("give a duration such as 30m, 4h or 2d", field="within")
     amount, unit = int(match.group(1)), match.group(2)

@@ -161,7 +161,7 @@ class Check:
     def line(self) -> str:
         """``PASS  name: message`` or ``FAIL  name: message``; control characters from the pack escaped,
         so no message can fake a line of the output."""
-        message = _CONTROL_RE.sub(lambda match: f"\\x{ord(match.group()):02x}", self.message)
+        message = _CONTROL_RE.sub(lambda match: f"\\u{ord(match.group()):04x}", self.message)
         return f"{'PASS' if self.ok else 'FAIL'}  {self.name}: {message}"
 
 
@@ -1117,7 +1117,8 @@ def check_bodies(ctx: _Context) -> list[Check]:
         if "seq" in body and (isinstance(body["seq"], bool) or body["seq"] != seq):
             findings.fail(f"seq {seq}: body seq is {_show(body['seq'])}, not the line's seq", seq=seq, file=ENTRIES)
         if "log" in body and body["log"] != ctx.manifest.origin:
-            findings.fail(f"seq {seq}: body log is {_show(body['log'])}, not the manifest origin", seq=seq, file=ENTRIES)
+            shown = _show(body["log"])
+            findings.fail(f"seq {seq}: body log is {shown}, not the manifest origin", seq=seq, file=ENTRIES)
         for name, store in (("prev", ctx.body_prev), ("payload_digest", ctx.body_payload_digest)):
             if name in body:
                 try:
@@ -1306,6 +1307,11 @@ def check_range_proof(ctx: _Context) -> list[Check]:
     )
 
 
+def _known_log_keys(ctx: _Context) -> list[VerifierKey]:
+    """The trusted keys, then those of keys.json (which the manifest signature covers)."""
+    return list(ctx.trusted) + [record.key for record in (ctx.keys or {}).values() if record.key not in ctx.trusted]
+
+
 def check_checkpoint(ctx: _Context) -> list[Check]:
     findings = _Findings("checkpoint")
     data = ctx.pack.get(CHECKPOINT)
@@ -1319,8 +1325,7 @@ def check_checkpoint(ctx: _Context) -> list[Check]:
         return findings.done("")
     # C2SP signed-note: the known keys are the trusted ones and those of keys.json (covered by the
     # signed manifest); a signature claiming a known key must verify, others are listed, not checked
-    known = list(ctx.trusted) + [record.key for record in (ctx.keys or {}).values()]
-    result = check_note_signatures(note, known)
+    result = check_note_signatures(note, _known_log_keys(ctx))
     for bad in result.invalid:
         findings.fail(f"{CHECKPOINT}: the signature by {bad.label} does not verify", file=CHECKPOINT)
     if not result.verified:
@@ -1332,7 +1337,8 @@ def check_checkpoint(ctx: _Context) -> list[Check]:
     else:
         checkpoint, manifest = ctx.checkpoint, ctx.manifest
         if checkpoint.origin != manifest.origin:
-            findings.fail(f"{CHECKPOINT}: origin {_show(checkpoint.origin)} is not the manifest origin", file=CHECKPOINT)
+            shown = _show(checkpoint.origin)
+            findings.fail(f"{CHECKPOINT}: origin {shown} is not the manifest origin", file=CHECKPOINT)
         if checkpoint.size != manifest.tree_size:
             findings.fail(
                 f"{CHECKPOINT}: size {checkpoint.size} is not the manifest tree_size {manifest.tree_size}",
@@ -1423,10 +1429,15 @@ def check_consistency(ctx: _Context) -> list[Check]:
     except FormatError as exc:
         findings.fail(f"{AUDITOR_CHECKPOINT}: {exc}", file=AUDITOR_CHECKPOINT)
         return findings.done("")
-    # the earlier checkpoint must be signed by a key the auditor trusts (--key), and be of this log
-    result = check_note_signatures(note, ctx.trusted)
-    if result.invalid or not result.verified:
-        findings.fail(f"{AUDITOR_CHECKPOINT}: not signed by a trusted key", file=AUDITOR_CHECKPOINT)
+    # the earlier checkpoint must be of this log and signed by one of its keys: a trusted one (--key) or one
+    # of keys.json (vouched for by the signed manifest), since the log key may have rotated since then
+    result = check_note_signatures(note, _known_log_keys(ctx))
+    for bad in result.invalid:
+        findings.fail(f"{AUDITOR_CHECKPOINT}: the signature by {bad.label} does not verify", file=AUDITOR_CHECKPOINT)
+    if not result.verified:
+        findings.fail(
+            f"{AUDITOR_CHECKPOINT}: not signed by a trusted key or a key of keys.json", file=AUDITOR_CHECKPOINT
+        )
     if old.origin != ctx.manifest.origin:
         findings.fail(
             f"{AUDITOR_CHECKPOINT}: origin {_show(old.origin)} is not the manifest origin", file=AUDITOR_CHECKPOINT
@@ -1454,8 +1465,10 @@ def check_consistency(ctx: _Context) -> list[Check]:
                 raise FormatError(f"{where}does not lead to the checkpoint root")
     except FormatError as exc:
         findings.fail(str(exc), file=CONSISTENCY_PROOF)
+    signers = ", ".join(key.label for key in result.verified)
     return findings.done(
-        f"the auditor's checkpoint of size {old.size} is a prefix of the checkpoint of size {new.size}",
+        f"the auditor's checkpoint of size {old.size} (signed by {signers}) is a prefix of the checkpoint of "
+        f"size {new.size}",
         file=CONSISTENCY_PROOF,
     )
 

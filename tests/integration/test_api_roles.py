@@ -61,6 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tokens["malformed"] = "not-a-key"
     spare = [store.create(Role.OFFICER, [LOG_A], [], f"spare-{n}", NOW)[0].key_id for n in range(3)]
     hold = set_hold(ledger_a, scope_kind="stream", scope="controls/iam-01/host-001", reason="matter", actor="seed")
+    ledger_a.append(_incident_classified(), producer="seed")
     with TestClient(create_app(settings)) as client:
         made = client.post("/v1/audits", headers={"X-API-Key": tokens["auditor"]})
         assert made.status_code == 201, made.text
@@ -97,6 +98,12 @@ def _calls(world: World) -> list[tuple[str, str, str | None, int, set[str]]]:
         ("POST", "/v1/api-keys", "key", 201, {"admin"}),
         ("GET", "/v1/api-keys", None, 200, {"admin"}),
         ("DELETE", "/v1/api-keys/{spare}", None, 204, {"admin"}),
+        ("POST", "/v1/dora/classify", "classify", 200, readers | {"publisher"}),
+        ("POST", "/v1/dora/threats/assess", "threat", 200, readers | {"publisher"}),
+        ("GET", "/v1/dora/incidents", None, 200, readers),
+        ("GET", f"/v1/dora/incidents/{INCIDENT}", None, 200, {"officer"}),
+        ("GET", "/v1/dora/due?within=4h", None, 200, readers),
+        ("GET", f"/v1/dora/incidents/{INCIDENT}/report?stage=initial", None, 200, {"officer"}),
     ]
 
 
@@ -109,9 +116,54 @@ def _body(kind: Any) -> Any:
         return {"scope_kind": "stream_prefix", "scope": "controls", "reason": "litigation", "case_id": "CASE-1"}
     if kind == "release":
         return {"reason": "matter closed"}
+    if kind == "classify":
+        return _classification_inputs()
+    if kind == "threat":
+        return {
+            "threat_id": "THR-1",
+            "classified_at": NOW,
+            "classified_by": "intel",
+            **{name: _input(True) for name in THREAT_INPUTS},
+        }
     if kind == "key":
         return {"role": "officer", "logs": [LOG_A], "stream_prefixes": [], "name": f"made-{uuid.uuid4().hex[:6]}"}
     return None
+
+
+INCIDENT = "INC-1"
+THREAT_INPUTS = (
+    "could_affect_critical_functions_or_others",
+    "high_probability",
+    "would_meet_critical_services",
+    "would_meet_clients",
+    "would_meet_geography",
+)
+
+
+def _input(value: Any) -> dict[str, Any]:
+    return {"value": value, "estimated": False}
+
+
+def _classification_inputs() -> dict[str, Any]:
+    return {
+        "incident_id": INCIDENT,
+        "classified_at": NOW,
+        "classified_by": "desk",
+        "affects_critical_functions": _input(True),
+        "affects_authorised_financial_services": _input(False),
+        "malicious_unauthorised_access": _input(True),
+        "malicious_access_may_cause_data_loss": _input(True),
+    }
+
+
+def _incident_classified() -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "stream": f"incident/{INCIDENT}",
+        "type": "incident.classified",
+        "occurred_at": NOW,
+        "payload": _classification_inputs(),
+    }
 
 
 def _template(path: str) -> str:
