@@ -80,6 +80,57 @@ DESCRIPTIONS = {
     "so that a conflicting one is refused alone) and one `Ledger.commit_prepared_with` per 500, in a ledger of its "
     "own: the ledger's share. In a full run `kafka.ingest` is also compared with `ingest.batch` (1,000 events per "
     "`append_batch`).",
+    "retention.build_log": "How the log that `retention.seal_restore` seals was written: `Ledger.append_batch` with "
+    "10,000 varied `check.result` events per call (8 controls on 300 hosts, 2,400 streams; outcomes, evidence lists "
+    "and details varying); shown for scale, not compared.",
+    "retention.seal": '`Sealer(ledger, FilesystemStore(dir), "bench", SealConfig(every_entries=10_000))'
+    ".run_once(force=True)` over the whole PostgreSQL-backed log, in a child process: per segment of 10,000 read "
+    "the entries with their payloads, encode and gzip the segment and payload objects, write them and the signed "
+    "checkpoint (each file and its sidecar fsynced), read their protection back and append one `snapshot.sealed` "
+    "event (a durable commit).",
+    "raw.read_gzip": "The floor for sealing: per 10,000 entries one binary `COPY (SELECT ...) TO STDOUT` of the same "
+    "entry and payload columns (entries joined with payloads) over psycopg 3, `gzip.compress` level 6 of exactly "
+    "those bytes, and one file written and fsynced.",
+    "retention.store_mb": "What the seal wrote to the directory: segment, payload and checkpoint objects with their "
+    "sidecars.",
+    "retention.seal.rss_before_mb": "RSS high-water mark (`VmHWM`) of the seal's child process after imports and "
+    "`Ledger.open`, before `run_once`.",
+    "retention.seal.peak_rss_mb": "RSS high-water mark (`VmHWM`) of the seal's child process after `run_once`: the "
+    "memory the seal needed.",
+    "retention.restore.postgres": "`retention.restore.restore(store, url, trusted_keys=[the log's verifier key])` "
+    "from the sealed directory into a fresh PostgreSQL database, in a child process, timed from the call to its "
+    "return: migrations, every object read and parsed, every leaf hash, canonical body, chain link, stream counter, "
+    "Ed25519 signature (two threads), payload digest, tree node and sealed checkpoint checked, every object's "
+    "SHA-256 compared with the digest recorded in the chain, and all rows loaded in one transaction (binary `COPY`). "
+    "The restored log's size, root and checkpoint at that size must equal the source's or the benchmark fails. This "
+    "rate is the recovery time objective of a restore.",
+    "raw.restore_floor.postgres": "The floor for a restore: read, gunzip, split and `orjson`-parse the same segment "
+    "and payload objects, verify every body's Ed25519 signature with `cryptography` directly (two threads, as the "
+    "auditor), and write the entry rows (seq, body, hash, signature, key id, salt, payload) with one binary `COPY` "
+    "per segment into an empty table with only a primary key, one transaction; the parts run one after the other "
+    "(`raw.restore.gunzip_parse`, `raw.restore.verify`, `raw.restore.copy`) and the floor is their summed time. "
+    "No canonical-JSON, chain, tree, checkpoint or digest checks and no secondary indexes.",
+    "retention.restore.sqlite": "The same restore into a fresh SQLite file (WAL, `synchronous=FULL`, one "
+    "transaction, `executemany`), with the same check of the restored checkpoint.",
+    "raw.restore_floor.sqlite": "The restore floor with the rows written by `executemany` into an empty SQLite table "
+    "with only a primary key (WAL, `synchronous=FULL`, one transaction; `raw.restore.sqlite_insert`) instead of "
+    "`COPY`; the decode and verify parts are the same measurements.",
+    "retention.restore.postgres.rss_before_mb": "`VmHWM` of the PostgreSQL restore's child after its imports.",
+    "retention.restore.postgres.peak_rss_mb": "`VmHWM` of the PostgreSQL restore's child after `restore` returned.",
+    "retention.restore.sqlite.rss_before_mb": "`VmHWM` of the SQLite restore's child after its imports.",
+    "retention.restore.sqlite.peak_rss_mb": "`VmHWM` of the SQLite restore's child after `restore` returned.",
+    "raw.restore.gunzip_parse": "Part of the restore floor: read, gunzip, split and parse the objects.",
+    "raw.restore.verify": "Part of the restore floor: Ed25519 verification of every body with `cryptography`, two "
+    "threads.",
+    "raw.restore.copy": "Part of the restore floor: binary `COPY` into the plain table and the commit.",
+    "raw.restore.sqlite_insert": "Part of the SQLite restore floor: `executemany` into the plain table and the commit.",
+    "retention.seal.azurite": "`retention.seal_azurite`: the same seal of a smaller log into Azurite "
+    "(`AzureBlobStore(worm=True)`, a fresh container), in a child process. Azurite accepts the immutability headers "
+    "and records nothing, so this measures the Blob API round trips, not WORM storage.",
+    "retention.seal.directory_small": "The same log sealed afterwards into a directory (`FilesystemStore`) under "
+    "another store name (it also seals the Azurite seal's own `snapshot.sealed` events).",
+    "retention.seal.azurite.rss_before_mb": "`VmHWM` of the Azurite seal's child after imports and `Ledger.open`.",
+    "retention.seal.azurite.peak_rss_mb": "`VmHWM` of the Azurite seal's child after `run_once`.",
 }
 
 
@@ -211,6 +262,7 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         "",
         *http_method(meta),
         *kafka_method(meta),
+        *retention_method(meta),
         "Row sizes: ledger body "
         f"{meta['row_bytes'].get('ledger_body', '?')} bytes and payload "
         f"{meta['row_bytes'].get('ledger_payload', '?')} bytes; baseline rows "
@@ -234,6 +286,7 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         f"audit of the batch log passed: {meta.get('ledger_audit_ok')}",
         *http_details(meta),
         *kafka_details(meta),
+        *retention_details(results, meta),
         f"- Wall-clock time of the whole run: {meta['elapsed_s']:.0f} s",
         "",
         "Commit latency on a shared virtual disk varies from run to run (by a factor of two or more for the",
@@ -312,6 +365,41 @@ def kafka_details(meta: dict[str, Any]) -> list[str]:
         f"entries, one per message: {meta.get('kafka_ingest_log_matches')}; its audit passed: "
         f"{meta.get('kafka_ingest_audit_ok')}",
     ]
+
+
+def _ran_retention(meta: dict[str, Any]) -> bool:
+    return any(name.startswith("retention.") for name in meta.get("benchmarks", []))
+
+
+def retention_method(meta: dict[str, Any]) -> list[str]:
+    """How the seal and restore figures were measured, when the run measured them."""
+    if not _ran_retention(meta):
+        return []
+    text = (
+        "The retention figures do not take turns: the log is written once (untimed), then the seal, its floor, "
+        "the two restores and the restore floor run one after the other against it. The seal and each restore run "
+        "in a child process of their own (`python -m benchmarks.seal_restore`), which times the one call and reads "
+        "its own RSS high-water mark (`VmHWM`) before and after it; the floors run in the harness process. "
+        "Sealing is the deployed configuration (WORM dates on, which a directory records but does not enforce). "
+        "Every figure counts the entries of the log, not the objects or rows written."
+    )
+    return [*textwrap.wrap(text, 104), ""]
+
+
+def retention_details(results: Results, meta: dict[str, Any]) -> list[str]:
+    if not _ran_retention(meta):
+        return []
+    facts = results.facts
+    lines = []
+    if "seal_restore_entries" in facts:
+        lines.append(
+            f"- Seal and restore: a log of {facts['seal_restore_entries']:,} entries in segments of 10,000; restored "
+            f"checkpoint equal to the source's at that size (PostgreSQL and SQLite): "
+            f"{facts.get('seal_restore_checkpoint_ok')}"
+        )
+    if "seal_azurite_entries" in facts:
+        lines.append(f"- Seal into Azurite: a log of {facts['seal_azurite_entries']:,} entries")
+    return lines
 
 
 def write(results: Results, meta: dict[str, Any]) -> None:
