@@ -16,7 +16,7 @@ from api.deps import reject_unknown_query
 from api.errors import PROBLEM_RESPONSES, install_error_handlers
 from api.metrics import metrics_of
 from api.middleware import install_middleware
-from api.routes import audits, dora, events, keys, ops, proofs, reconcile, retention
+from api.routes import audits, dora, events, keys, ops, packs, proofs, reconcile, retention
 from api.state import AppState
 from ledger.errors import LedgerError, StorageUnavailable
 from ledger.service import Ledger
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ledger_state = state
     install_error_handlers(app)
     install_middleware(app, settings)
-    for module in (ops, events, proofs, audits, keys, reconcile, retention, dora):
+    for module in (ops, events, proofs, audits, keys, reconcile, retention, dora, packs):
         app.include_router(module.router)
     metrics = metrics_of(app)
     metrics.add_scrape_hook(lambda logs: metrics.set_overdue_reports(dora.overdue_reports(state, logs)))

@@ -144,6 +144,10 @@ DoraReader = Annotated[
 DoraExporter = Annotated[
     tuple[ApiKey, Ledger], Depends(ledger_for_roles("export incident reports", frozenset({Role.OFFICER})))
 ]
+CosignatureSubmitter = Annotated[
+    tuple[ApiKey, Ledger],
+    Depends(ledger_for_roles("submit witness cosignatures", frozenset({Role.AUDITOR}))),
+]
 KeyAdmin = Annotated[ApiKey, Depends(requires(Permission.MANAGE_KEYS))]
 MetricsReader = Annotated[ApiKey, Depends(requires(Permission.METRICS))]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import http_append, ingest_batch, ingest_single, kafka_bus, report, seal_restore
+from benchmarks import http_append, ingest_batch, ingest_single, kafka_bus, packs, report, seal_restore
 from benchmarks.common import BATCH_SIZE, Context, Results, Scale, conninfo, cpu_model, nproc
 
 # Registry order is run order: the batch run comes first so that its peak-RSS figure is the ledger's.
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "kafka.ingest": kafka_bus.run_ingest,
     "retention.seal_restore": seal_restore.run,
     "retention.seal_azurite": seal_restore.run_azurite,
+    "packs.build_verify": packs.run,
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -91,6 +91,8 @@ class Scale:
     """Size of the log sealed and restored in ``retention.seal_restore``."""
     seal_azurite_entries: int = 100_000
     """Size of the log sealed into Azurite (and into a directory) in ``retention.seal_azurite``."""
+    pack_entries: int = 100_000
+    """Size of the log exported as one evidence pack (every entry in scope) and verified in ``packs.build_verify``."""
 
     @classmethod
     def default(cls) -> Scale:
@@ -109,6 +111,7 @@ class Scale:
             kafka_ingest_events=2_000,
             seal_restore_entries=20_000,
             seal_azurite_entries=20_000,
+            pack_entries=10_000,
         )
 
 

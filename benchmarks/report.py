@@ -131,6 +131,34 @@ DESCRIPTIONS = {
     "another store name (it also seals the Azurite seal's own `snapshot.sealed` events).",
     "retention.seal.azurite.rss_before_mb": "`VmHWM` of the Azurite seal's child after imports and `Ledger.open`.",
     "retention.seal.azurite.peak_rss_mb": "`VmHWM` of the Azurite seal's child after `run_once`.",
+    "packs.build_log": "How the log that `packs.build_verify` exports was written: `Ledger.append_batch` with 10,000 "
+    "`check.result` events per call (the harness workload, one in 17 failing); shown for scale, not compared.",
+    "packs.build": '`export_pack(ledger, out, PackScope(stream_prefixes=("controls",)), exporter="bench")` over the '
+    "whole PostgreSQL-backed log, every entry in scope, in a child process (`python -m benchmarks.packs export`), "
+    "seconds from the call to its return: the scope selected into a bitmap, every entry read with its payload and "
+    "written as a disclosed line, the range proof, 1,000 inclusion proofs, keys, retention state (a second pass over "
+    "the range), report.json and the PDF, verify.py, the signed manifest, the ZIP's SHA-256 and one `pack.exported` "
+    "event (a durable commit).",
+    "raw.read_zip": "The floor for the export: one binary `COPY (SELECT ...) TO STDOUT` of the same entry and payload "
+    "columns (entries joined with payloads) over psycopg 3, streamed into one deflate member (level 6, as the pack) "
+    "of a ZIP file; no JSON, proofs or report.",
+    "packs.zip_mb": "Size of the pack's ZIP file.",
+    "packs.build.rss_before_mb": "RSS high-water mark (`VmHWM`) of the export's child after imports and `Ledger.open`.",
+    "packs.build.peak_rss_mb": "`VmHWM` of the export's child after `export_pack` returned: the memory the export "
+    "needed.",
+    "packs.verify": "The offline verifier as shipped, `ledger/packs/verifier.py` (the pack's verify.py), run by "
+    "`python -I` from an empty directory on the pack with the log's verifier key: its `main` timed in the child, "
+    "every check (file digests, manifest signature, every entry's hash, body, signature, payload digest and chain "
+    "link, the range proof, checkpoint, inclusion proofs); entries of the pack per second. Verdict VALID or the "
+    "benchmark fails.",
+    "raw.ed25519_verify": "The floor for the verifier: `Ed25519PublicKey.verify` from `cryptography` of the same "
+    "bodies and signatures (parsed from the pack untimed), one thread, as the verifier.",
+    "raw.ed25519_verify.2_threads": "The same verification split over two threads (`ThreadPoolExecutor`; "
+    "`cryptography` releases the GIL while it verifies), as `ledger.verify` audits: what a verifier that checks "
+    "signatures in parallel could reach on this machine.",
+    "packs.verify.rss_before_mb": "`VmHWM` of the verifier's child after the interpreter started and loaded "
+    "verifier.py.",
+    "packs.verify.peak_rss_mb": "`VmHWM` of the verifier's child after `main` returned.",
 }
 
 
@@ -287,6 +315,7 @@ def markdown(results: Results, meta: dict[str, Any]) -> str:
         *http_details(meta),
         *kafka_details(meta),
         *retention_details(results, meta),
+        *packs_details(results),
         f"- Wall-clock time of the whole run: {meta['elapsed_s']:.0f} s",
         "",
         "Commit latency on a shared virtual disk varies from run to run (by a factor of two or more for the",
@@ -400,6 +429,16 @@ def retention_details(results: Results, meta: dict[str, Any]) -> list[str]:
     if "seal_azurite_entries" in facts:
         lines.append(f"- Seal into Azurite: a log of {facts['seal_azurite_entries']:,} entries")
     return lines
+
+
+def packs_details(results: Results) -> list[str]:
+    facts = results.facts
+    if "pack_entries" not in facts:
+        return []
+    return [
+        f"- Evidence pack: a log of {facts['pack_entries']:,} entries exported as one pack with every entry in scope "
+        f"(export and verifier each in a child process of their own); offline verdict: {facts.get('pack_verdict')}"
+    ]
 
 
 def write(results: Results, meta: dict[str, Any]) -> None:

@@ -260,8 +260,8 @@ def events(
 @app.command()
 @handles_errors
 def checkpoint(size: Annotated[int | None, typer.Option(help="tree size (default: current)")] = None) -> None:
-    """Print the signed checkpoint note (C2SP tlog-checkpoint in a signed note), exactly."""
-    sys.stdout.write(_ledger().checkpoint(size))
+    """Print the signed checkpoint note (C2SP tlog-checkpoint in a signed note) with its witness cosignatures."""
+    sys.stdout.write(_ledger().cosigned_checkpoint(size))
 
 
 @app.command("public-key")
@@ -1313,6 +1313,64 @@ def verify_pack_command(
     if json_out:
         argv.append("--json")
     raise typer.Exit(verifier.main(argv))
+
+
+# --- the witness: an auditor cosigns checkpoints after checking consistency -------------------------------
+
+witness_app = typer.Typer(
+    help="Cosign the log's checkpoints as an auditor's witness (C2SP tlog-cosignature), refusing forks.",
+    invoke_without_command=True,
+)
+app.add_typer(witness_app, name="witness")
+
+
+@witness_app.callback()
+def witness(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option("--url", help="base URL of the ledger API")] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="LEDGER_WITNESS_TOKEN", help="auditor API key (lk_...)")
+    ] = None,
+    log_key: Annotated[
+        list[str] | None, typer.Option("--log-key", help="the log's verifier key, from a trusted channel (repeatable)")
+    ] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="the witness's private key file (witness keygen)")] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="state file: the last checkpoint cosigned")] = None,
+    once: Annotated[bool, typer.Option("--once", help="one round, then exit")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="seconds between rounds")] = 60.0,
+) -> None:
+    """Fetch the latest checkpoint, verify it extends the last one cosigned, cosign it and hand it to the ledger.
+
+    A checkpoint inconsistent with the one already cosigned is refused: one line FORK: ... on stderr, exit 1.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ledger.witness import main as run_witness
+
+    missing = [
+        name for name, value in (("--url", url), ("--token", token), ("--key", key), ("--state", state)) if not value
+    ]
+    if not log_key:
+        missing.append("--log-key")
+    if missing:
+        _fail(f"missing {', '.join(missing)} (see ledger witness --help)", EXIT_BAD_INPUT)
+    assert url is not None and token is not None and key is not None and state is not None and log_key is not None
+    code = run_witness(
+        url=url, token=token, log_keys=log_key, key_file=key, state_file=state, once=once, interval=interval
+    )
+    raise typer.Exit(code)
+
+
+@witness_app.command("keygen")
+@handles_errors
+def witness_keygen(
+    name: Annotated[str, typer.Option("--name", help="the witness's key name (e.g. witness.auditor.example)")],
+    out: Annotated[Path, typer.Option("--out", help="private key file to create (mode 0600, never overwritten)")],
+) -> None:
+    """Create a witness key; prints the cosigner verifier key to list in the ledger's LEDGER_WITNESS_KEYS."""
+    from ledger.witness import keygen
+
+    typer.echo(keygen(name, out).verifier_key())
 
 
 if __name__ == "__main__":

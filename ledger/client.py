@@ -305,6 +305,15 @@ class LedgerClient:
         params = {"from_size": from_size, "to_size": to_size}
         return _json_object(self._request("GET", "/v1/proofs/consistency", params=params))
 
+    def submit_cosignature(self, size: int, line: str) -> dict[str, Any]:
+        """``POST /v1/checkpoints/{size}/cosignatures``: hand the ledger a witness's cosignature line.
+
+        The answer is the stored cosignature, with ``created`` false when this witness key had cosigned
+        that checkpoint before.  Safe to retry: the ledger keeps one cosignature per size and witness key.
+        """
+        body = {"cosignature": line.rstrip("\n")}
+        return _json_object(self._request("POST", f"/v1/checkpoints/{int(size)}/cosignatures", body=body))
+
     # --- verification -----------------------------------------------------------------------------
 
     def verify_entry_included(

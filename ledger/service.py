@@ -593,6 +593,12 @@ class Ledger:
         self.recorder.add_checkpoint(self._log_id, record)
         return record.note
 
+    def cosigned_checkpoint(self, size: int | None = None) -> str:
+        """:meth:`checkpoint` with every stored witness cosignature appended (C2SP tlog-cosignature lines)."""
+        from ledger.witnessing import cosigned_checkpoint
+
+        return cosigned_checkpoint(self, size)
+
     def root(self, size: int) -> bytes:
         """MTH of the first ``size`` entries, from O(log n) stored subtree hashes."""
         if size == 0:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     dora_entity_name: str = Field(default="", max_length=256, description="financial entity name for reports")
     dora_entity_lei: str = Field(default="", pattern="^([A-Z0-9]{18}[0-9]{2})?$", description="LEI for reports")
     retention_policy_file: Path | None = Field(default=None, description="retention policy TOML (default: built-in)")
+    witness_keys: list[str] = Field(
+        default_factory=list,
+        description="C2SP cosigner verifier keys (<name>+<id>+<base64(0x04 || key)>) of the witnesses whose "
+        "cosignatures the ledger stores and publishes (JSON list)",
+    )
 
     def resolved_database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under the data directory."""

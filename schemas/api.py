@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from schemas.types import STREAM_PATTERN
+from schemas.types import EVENT_TYPE_PATTERN, SHA256_PATTERN, STREAM_PATTERN, Timestamp
 
 
 class EntryPublic(BaseModel):
@@ -81,6 +81,32 @@ class PublicKeyPublic(BaseModel):
     valid_from: str
     valid_until: str | None
     active: bool
+
+
+class CosignatureCreate(BaseModel):
+    """A witness's C2SP tlog-cosignature/v1 of the checkpoint of the size in the path."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    cosignature: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="the signature line as it appears in the note: — <witness name> <base64(key id || timestamp "
+        "|| Ed25519 signature)>",
+    )
+
+
+class CosignaturePublic(BaseModel):
+    """A stored cosignature; ``created`` is false when this witness key had already cosigned the checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int
+    witness_name: str
+    witness_key_id: str = Field(description="hex C2SP key id of the witness key")
+    cosignature: str = Field(description="the stored signature line, published after the log's signature")
+    created_at: str
+    created: bool
 
 
 class ApiKeyCreate(BaseModel):
@@ -368,6 +394,62 @@ class IncidentReportPublic(BaseModel):
     format_note: str
     unnumbered: dict[str, Any] = Field(description="items without a field number in the template")
     deadlines: list[DeadlineStatusPublic]
+
+
+# --- evidence packs (ledger/packs/FORMAT.md) ---------------------------------------------------------------
+
+_PACK_PREFIX = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*/?$"
+_PACK_INCIDENT = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_PackStream = Annotated[str, Field(min_length=1, max_length=200, pattern=STREAM_PATTERN)]
+_PackPrefix = Annotated[str, Field(min_length=1, max_length=200, pattern=_PACK_PREFIX)]
+_PackType = Annotated[str, Field(min_length=1, max_length=100, pattern=EVENT_TYPE_PATTERN)]
+_PackIncident = Annotated[str, Field(min_length=1, max_length=180, pattern=_PACK_INCIDENT)]
+_PackTime = Annotated[Timestamp, Field(max_length=64)]
+
+
+class PackCreate(BaseModel):
+    """The scope of an evidence pack.  Streams, prefixes and incidents select streams (any of them); types,
+    subject and the time window narrow the selection (all of them).  At least one of streams, stream_prefixes,
+    types, incidents or subject is required.  The exporter recorded is the API key's name."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    streams: list[_PackStream] = Field(default_factory=list, max_length=100, description="streams in scope")
+    stream_prefixes: list[_PackPrefix] = Field(
+        default_factory=list, max_length=100, description="streams under these prefixes"
+    )
+    types: list[_PackType] = Field(default_factory=list, max_length=100, description="only these event types")
+    incidents: list[_PackIncident] = Field(
+        default_factory=list, max_length=100, description="incident ids: their streams incident/<id> are in scope"
+    )
+    subject: str | None = Field(
+        default=None, pattern=SHA256_PATTERN, description="only entries about this subject ref (64 hex digits)"
+    )
+    occurred_since: _PackTime | None = Field(default=None, description="occurred at or after (RFC 3339)")
+    occurred_until: _PackTime | None = Field(default=None, description="occurred before (RFC 3339)")
+    auditor_checkpoint: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16_384,
+        description="an earlier checkpoint of this log (the signed note as text): the pack then carries the "
+        "consistency proof from it",
+    )
+
+
+class PackCreatedPublic(BaseModel):
+    """An exported pack: where to download it and what it covers; its export is the ``pack.exported`` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pack_id: str
+    sha256: str = Field(description="hex SHA-256 of the ZIP file, as recorded in the pack.exported event")
+    first_seq: int
+    last_seq: int
+    tree_size: int = Field(description="size of the signed checkpoint the pack proves against")
+    disclosed: int = Field(description="entries in scope, disclosed in full")
+    hidden: int = Field(description="other entries of the seq range, as their leaf hash only")
+    export_event_seq: int = Field(description="seq of the pack.exported event")
+    download: str = Field(description="GET this path for the ZIP")
 
 
 class Problem(BaseModel):

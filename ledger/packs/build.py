@@ -98,7 +98,9 @@ class PackScope:
             )
 
         selectors: list[EntryFilter] = [narrowed(stream=s) for s in self.streams]
-        selectors += [narrowed(stream_prefix=p) for p in self.stream_prefixes]
+        for prefix in self.stream_prefixes:  # a prefix matches at "/" boundaries, as API keys and holds do
+            stem = prefix.rstrip("/")
+            selectors += [narrowed(stream=stem), narrowed(stream_prefix=stem + "/")]
         for incident in self.incidents:
             selectors.append(narrowed(stream=f"incident/{incident}"))
         return selectors or [narrowed()]
@@ -344,7 +346,7 @@ def export_pack(
     if tree_size == 0:
         raise NotFoundError("the log is empty")
     selected, first, last, disclosed = _select(ledger, scope, tree_size)
-    checkpoint = ledger.checkpoint(tree_size)
+    checkpoint = ledger.cosigned_checkpoint(tree_size)  # with any witness cosignatures
     root = ledger.root(tree_size)
     consistency = _consistency(ledger, auditor_checkpoint, tree_size)
     pack_id = uuid.uuid4().hex
@@ -387,7 +389,7 @@ def export_pack(
         incidents = sorted(set(scope.incidents) | figures.incidents)
         dossiers = []
         for incident_id in incidents:
-            dossier = incident_dossier(ledger, incident_id, moment)
+            dossier = incident_dossier(ledger, incident_id, moment, selected)
             if dossier is not None:
                 dossiers.append(dossier)
                 archive.add(f"incidents/{incident_id}.json", orjson.dumps(dossier, option=orjson.OPT_INDENT_2))

@@ -14,14 +14,31 @@ from schemas.timestamps import format_timestamp
 VERIFIER = Path(__file__).with_name("verifier.py")
 
 
-def incident_dossier(ledger: Ledger, incident_id: str, now: datetime) -> dict[str, Any] | None:
-    """The incident's view (worksheets, reports as submitted, deadlines met or missed); None if unknown."""
-    from ledger.dora.incidents import incident_view
+def incident_dossier(ledger: Ledger, incident_id: str, now: datetime, disclosed: Any) -> dict[str, Any] | None:
+    """The incident's view rebuilt from the entries the pack discloses only (worksheets, reports as submitted,
+    deadlines met or missed), so the dossier restates nothing the pack does not prove; None if none is disclosed."""
+    import orjson
 
+    from ledger.dora.timeline import IncidentEvent, build_view
+    from ledger.store.records import EntryFilter
+
+    entries = [e for e in ledger.entries(EntryFilter(stream=f"incident/{incident_id}")) if e.seq in disclosed]
+    if not entries:
+        return None
+    payloads = ledger.recorder.payloads(ledger.log_id, [e.seq for e in entries])
+    events = []
+    for entry in entries:
+        record = payloads.get(entry.seq)
+        data = None if record is None or record.payload is None else orjson.loads(record.payload)
+        events.append(IncidentEvent(entry.seq, entry.type, entry.occurred_at, data))
+    settings = ledger.settings
     try:
-        return incident_view(ledger, incident_id, now).as_dict()
+        view = build_view(
+            incident_id, events, now, entity_type=settings.dora_entity_type, weekend_rule=settings.dora_weekend_rule
+        )
     except LedgerError:
         return None
+    return {**view.as_dict(), "disclosed_seqs": [e.seq for e in entries]}
 
 
 def retention_lines(

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ledger.errors import ConfigurationError, StorageUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0003"  # the newest file in migrations/versions; a test keeps the two equal
+HEAD_REVISION = "0004"  # the newest file in migrations/versions; a test keeps the two equal
 WRITE_OPTION = "ledger_write"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -114,9 +114,9 @@ def grant_app_role(engine: Engine, role: str) -> None:
     if not _ROLE_NAME.match(role):
         raise ConfigurationError("role name must be a lower-case SQL identifier")
     statements = [
-        "REVOKE ALL ON entries, entry_subjects, merkle_nodes, checkpoints, payloads, logs, streams, "
+        "REVOKE ALL ON entries, entry_subjects, merkle_nodes, checkpoints, cosignatures, payloads, logs, streams, "
         f"api_keys, audit_runs, log_keys, relay_progress, ingest_offsets, dead_letters FROM {role}",
-        f"GRANT SELECT, INSERT ON entries, entry_subjects, merkle_nodes, checkpoints TO {role}",
+        f"GRANT SELECT, INSERT ON entries, entry_subjects, merkle_nodes, checkpoints, cosignatures TO {role}",
         "GRANT SELECT, INSERT, UPDATE ON logs, streams, log_keys, payloads, api_keys, audit_runs, relay_progress, "
         f"ingest_offsets, dead_letters TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",

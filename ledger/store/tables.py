@@ -1,9 +1,9 @@
 """SQLAlchemy Core tables: one schema for PostgreSQL and SQLite, with ``log`` in every key.
 
-Append-only tables (``entries``, ``merkle_nodes``, ``checkpoints``, ``entry_subjects``) are protected by
-triggers in the database itself (see the migrations) and, on PostgreSQL, by grants.  Timestamps are stored
-as fixed-width RFC 3339 UTC strings (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), which sort correctly as text on
-both backends and are exactly what entry bodies carry.
+Append-only tables (``entries``, ``merkle_nodes``, ``checkpoints``, ``entry_subjects``, ``cosignatures``)
+are protected by triggers in the database itself (see the migrations) and, on PostgreSQL, by grants.
+Timestamps are stored as fixed-width RFC 3339 UTC strings (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), which sort
+correctly as text on both backends and are exactly what entry bodies carry.
 """
 
 from __future__ import annotations
@@ -136,7 +136,20 @@ checkpoints = Table(
     Index("ix_checkpoints_size", "log_id", "size"),
 )
 
-APPEND_ONLY_TABLES = ("entries", "entry_subjects", "merkle_nodes", "checkpoints")
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("id", AUTO_ID, primary_key=True, autoincrement=True),
+    Column("log_id", AUTO_ID, ForeignKey("logs.id"), nullable=False),
+    Column("size", BigInteger, nullable=False),  # the checkpoint's tree size
+    Column("witness_name", String(255), nullable=False),
+    Column("witness_key_id", String(8), nullable=False),  # hex C2SP key id of the cosigner key (type 0x04)
+    Column("signature_line", Text, nullable=False),  # "— <name> <base64>" as in the note, without the newline
+    Column("created_at", TIMESTAMP, nullable=False),
+    UniqueConstraint("log_id", "size", "witness_key_id", name="uq_cosignatures_witness"),
+)
+
+APPEND_ONLY_TABLES = ("entries", "entry_subjects", "merkle_nodes", "checkpoints", "cosignatures")
 
 api_keys = Table(
     "api_keys",

@@ -52,7 +52,7 @@ class Fuzzed:
     def token_for(self, method: str, path: str) -> str:
         if path.startswith("/v1/events") and method == "POST":
             return self.tokens[Role.PUBLISHER]
-        if path.startswith("/v1/audits"):
+        if path.startswith("/v1/audits") or path.endswith("/cosignatures"):
             return self.tokens[Role.AUDITOR]
         if path.startswith("/v1/api-keys") or path == "/metrics":
             return self.tokens[Role.ADMIN]

@@ -8,6 +8,7 @@ exist.  The matrix must list every route the app serves, so a new route cannot s
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ledger.access import Role
+from ledger.notes import Cosigner, parse_note
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
@@ -29,6 +31,8 @@ LOG_A = "a.bank.example/ledger"
 LOG_B = "b.bank.example/ledger"
 NOW = "2026-11-20T00:00:00.000000Z"
 PUBLIC = {"GET /health", "GET /live", "GET /ready"}
+WITNESS = Cosigner.generate("witness.example/roles")
+COSIGNATURES: dict[str, str] = {}  # the witness's cosignature of log A's checkpoint of size 1, made by the fixture
 
 
 @dataclass
@@ -39,16 +43,23 @@ class World:
     audit_id: str
     spare_key_ids: list[str]
     hold_id: str
+    pack_id: str
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data = Path(tmp_path_factory.mktemp("roles"))
-    settings = Settings(data_dir=data, api_rate_limit_per_second=10_000, api_rate_limit_burst=10_000)
+    settings = Settings(
+        data_dir=data,
+        api_rate_limit_per_second=10_000,
+        api_rate_limit_burst=10_000,
+        witness_keys=[WITNESS.verifier().verifier_key()],
+    )
     ledger_a = Ledger.create(settings, LOG_A)
     Ledger.create(settings, LOG_B)
     first = ledger_a.append(check_result(), producer="seed").entry
     ledger_a.append(check_result(), producer="seed")
+    COSIGNATURES[LOG_A] = WITNESS.cosign(parse_note(ledger_a.checkpoint(1)).text, int(time.time()))
     store = ApiKeyStore(ledger_a.recorder.engine)
     tokens = {}
     for role in Role:
@@ -65,7 +76,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with TestClient(create_app(settings)) as client:
         made = client.post("/v1/audits", headers={"X-API-Key": tokens["auditor"]})
         assert made.status_code == 201, made.text
-        yield World(client, tokens, first.event_id, made.json()["id"], spare, hold.hold_id)
+        pack = client.post("/v1/packs", json=_body("pack"), headers={"X-API-Key": tokens["officer"]})
+        assert pack.status_code == 201, pack.text
+        yield World(
+            client, tokens, first.event_id, made.json()["id"], spare, hold.hold_id, pack_id=pack.json()["pack_id"]
+        )
 
 
 def _calls(world: World) -> list[tuple[str, str, str | None, int, set[str]]]:
@@ -84,6 +99,7 @@ def _calls(world: World) -> list[tuple[str, str, str | None, int, set[str]]]:
         ("GET", "/v1/stream?name=controls/iam-01/host-001", None, 200, readers),
         ("GET", "/v1/checkpoint", None, 200, readers),
         ("GET", "/v1/checkpoints/1", None, 200, readers),
+        ("POST", "/v1/checkpoints/1/cosignatures", "cosignature", 201, {"auditor"}),  # only the auditor's call stores
         ("GET", "/v1/proofs/inclusion?seq=0", None, 200, readers),
         ("GET", "/v1/proofs/consistency?from_size=1&to_size=2", None, 200, readers),
         ("GET", "/v1/public-keys", None, 200, readers),
@@ -104,6 +120,8 @@ def _calls(world: World) -> list[tuple[str, str, str | None, int, set[str]]]:
         ("GET", f"/v1/dora/incidents/{INCIDENT}", None, 200, {"officer"}),
         ("GET", "/v1/dora/due?within=4h", None, 200, readers),
         ("GET", f"/v1/dora/incidents/{INCIDENT}/report?stage=initial", None, 200, {"officer"}),
+        ("POST", "/v1/packs", "pack", 201, {"officer"}),
+        ("GET", f"/v1/packs/{world.pack_id}", None, 200, {"officer"}),
     ]
 
 
@@ -114,8 +132,12 @@ def _body(kind: Any) -> Any:
         return {"events": [check_result(), check_result()]}
     if kind == "hold":
         return {"scope_kind": "stream_prefix", "scope": "controls", "reason": "litigation", "case_id": "CASE-1"}
+    if kind == "pack":
+        return {"stream_prefixes": ["controls/iam-01"], "incidents": [INCIDENT]}
     if kind == "release":
         return {"reason": "matter closed"}
+    if kind == "cosignature":
+        return {"cosignature": COSIGNATURES[LOG_A]}
     if kind == "classify":
         return _classification_inputs()
     if kind == "threat":
