@@ -83,7 +83,11 @@ def test_generated_requests_never_break_the_api(case: Any, fuzzed: Fuzzed) -> No
     # Not checked: that every schema-valid request is accepted.  A few rules cannot be said in the spec in a
     # form generators honour (the nil UUID, timestamps before 1970, typed payloads chosen by the event type,
     # cross-field rules); such requests are refused with a 422 naming the field, which is what is wanted.
-    case.call_and_validate(headers={"X-API-Key": token}, excluded_checks=[positive_data_acceptance])
+    # A generated negative case may leave out the key header on purpose; putting a valid key back would turn it
+    # into a valid request that is rightly accepted.  Only a header the generator produced gets a real token.
+    generated = {name.lower() for name in (case.headers or {})}
+    headers = {"X-API-Key": token} if "x-api-key" in generated else {}
+    case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
 
 @pytest.fixture
