@@ -205,26 +205,7 @@ class Sealer:
 
     def run_once(self, *, force: bool = False, now: datetime | None = None) -> SealReport:
         """Seal what is due (``force``: everything unsealed), redact erased payloads, apply holds."""
-        report = SealReport()
-        with try_exclusive(self.ledger.recorder.engine, f"seal:{self.ledger.origin}:{self.store_name}") as held:
-            if not held:
-                report.busy = True
-                report.notes.append("another sealer holds the lock for this log and store; nothing done")
-                return report
-            records = load_seal_records(self.ledger, self.store_name)
-            moment = now or datetime.now(UTC)
-            size = self.ledger.head().size  # our own snapshot events appended below wait for the next cycle
-            while True:
-                segment = self._next_segment(records, size, force=force, now=moment)
-                if segment is None:
-                    break
-                record = self._seal(segment[0], segment[1], moment)
-                records.append(record)
-                report.sealed.append(record)
-            report.redacted = self._redact(records)
-            report.holds_changed = self._apply_holds(records, report)
-            report.extended = self._extend_retention(records, moment)
-        return report
+        return self._cycle(seal_due=True, force=force, now=now)
 
     def catch_up(self, *, now: datetime | None = None) -> SealReport:
         """Rewrite payload objects after erasure and bring the store's legal holds and retention dates in line.
@@ -233,6 +214,9 @@ class Sealer:
         events (and the disposal or erasure decision) are themselves in the store and a restore can check the
         rewritten objects against them.
         """
+        return self._cycle(seal_due=False, force=True, now=now)
+
+    def _cycle(self, *, seal_due: bool, force: bool, now: datetime | None) -> SealReport:
         report = SealReport()
         with try_exclusive(self.ledger.recorder.engine, f"seal:{self.ledger.origin}:{self.store_name}") as held:
             if not held:
@@ -241,16 +225,30 @@ class Sealer:
                 return report
             records = load_seal_records(self.ledger, self.store_name)
             moment = now or datetime.now(UTC)
+            if seal_due:  # our own snapshot events appended below wait for the next cycle
+                self._seal_all(records, self.ledger.head().size, report, force=force, now=moment)
             report.redacted = self._redact(records)
             report.holds_changed = self._apply_holds(records, report)
             report.extended = self._extend_retention(records, moment)
-            if report.redacted:
+            if not seal_due and report.redacted:
                 size = self.ledger.head().size
-                while segment := self._next_segment(records, size, force=True, now=moment, include_own=True):
-                    record = self._seal(segment[0], segment[1], moment)
-                    records.append(record)
-                    report.sealed.append(record)
+                self._seal_all(records, size, report, force=True, now=moment, include_own=True)
         return report
+
+    def _seal_all(
+        self,
+        records: list[SealRecord],
+        size: int,
+        report: SealReport,
+        *,
+        force: bool,
+        now: datetime,
+        include_own: bool = False,
+    ) -> None:
+        while segment := self._next_segment(records, size, force=force, now=now, include_own=include_own):
+            record = self._seal(segment[0], segment[1], now)
+            records.append(record)
+            report.sealed.append(record)
 
     def run_forever(self, stop: threading.Event, poll_seconds: float = 5.0) -> None:
         """Seal until ``stop`` is set; a store or database outage delays sealing, never appends."""
