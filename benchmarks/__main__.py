@@ -84,7 +84,16 @@ def memory_total() -> str:
 
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
-    for package in ("psycopg", "sqlalchemy", "cryptography", "eventsourcing", "orjson", "pydantic", "kafka-python"):
+    for package in (
+        "psycopg",
+        "sqlalchemy",
+        "cryptography",
+        "pynacl",
+        "eventsourcing",
+        "orjson",
+        "pydantic",
+        "kafka-python",
+    ):
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

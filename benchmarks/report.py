@@ -105,8 +105,9 @@ DESCRIPTIONS = {
     "The restored log's size, root and checkpoint at that size must equal the source's or the benchmark fails. This "
     "rate is the recovery time objective of a restore.",
     "raw.restore_floor.postgres": "The floor for a restore: read, gunzip, split and `orjson`-parse the same segment "
-    "and payload objects, verify every body's Ed25519 signature with `cryptography` directly (two threads, as the "
-    "auditor), and write the entry rows (seq, body, hash, signature, key id, salt, payload) with one binary `COPY` "
+    "and payload objects, verify every body's Ed25519 signature with libsodium directly (PyNaCl "
+    "`VerifyKey.verify`, the check the ledger uses; two threads, as the auditor), and write the entry rows (seq, "
+    "body, hash, signature, key id, salt, payload) with one binary `COPY` "
     "per segment into an empty table with only a primary key, one transaction; the parts run one after the other "
     "(`raw.restore.gunzip_parse`, `raw.restore.verify`, `raw.restore.copy`) and the floor is their summed time. "
     "No canonical-JSON, chain, tree, checkpoint or digest checks and no secondary indexes.",

@@ -17,7 +17,8 @@ The log is written first, untimed: ``Ledger.append_batch`` with 10,000 varied ``
   restored checkpoint at the log's size must equal the source's (else the benchmark fails).
 - ``raw.restore_floor.postgres`` / ``.sqlite``: the floor: read + gunzip + split + ``orjson`` parse of the same
   segment and payload objects (``raw.restore.gunzip_parse``), Ed25519 verification of every body with
-  ``cryptography`` on two threads, as the auditor does (``raw.restore.verify``), and the entry rows (seq, body,
+  libsodium (PyNaCl's ``VerifyKey.verify``, the check the ledger uses) on two threads, as the auditor does
+  (``raw.restore.verify``), and the entry rows (seq, body,
   hash, signature, key id, salt, payload) written into an empty table with only a primary key, in one
   transaction: one binary ``COPY`` per segment on PostgreSQL (``raw.restore.copy``), ``executemany`` on
   SQLite in WAL mode with ``synchronous=FULL`` (``raw.restore.sqlite_insert``).  The parts run one after the
@@ -431,28 +432,28 @@ def _decode_objects(segment: bytes, payloads: bytes) -> list[tuple[Any, ...]]:
 
 
 def _verify_part(public: Any, rows: Sequence[tuple[Any, ...]]) -> int:
-    from cryptography.exceptions import InvalidSignature
+    from nacl.exceptions import BadSignatureError
 
     bad = 0
     verify = public.verify
     for row in rows:
         try:
-            verify(row[3], row[1])
-        except InvalidSignature:
+            verify(row[1], row[3])
+        except BadSignatureError:
             bad += 1
     return bad
 
 
 def restore_floor(store_dir: Path, verifier_key: str, pg_url: str, sqlite_path: Path) -> dict[str, Any]:
     """The raw work of a restore, timed in parts: decode, verify, then write into PostgreSQL and SQLite."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from nacl.signing import VerifyKey
 
     from ledger.notes import parse_verifier_key
     from retention.segments import PAYLOADS, SEGMENTS, log_prefix
     from retention.stores.filesystem import FilesystemStore
 
     store = FilesystemStore(store_dir)
-    public = Ed25519PublicKey.from_public_bytes(parse_verifier_key(verifier_key).public_key)
+    public = VerifyKey(parse_verifier_key(verifier_key).public_key)
     prefix = log_prefix(ORIGIN)
     names = sorted(o.name for o in store.list(f"{prefix}{SEGMENTS}/"))
     decode, verify, copy_time, sqlite_time = Stopwatch(), Stopwatch(), Stopwatch(), Stopwatch()

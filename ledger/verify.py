@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +112,18 @@ def _verify_signatures(items: Sequence[tuple[NoteVerifier | None, bytes, bytes]]
     return [verifier is not None and verifier.verify(body, signature) for verifier, body, signature in items]
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureChecks:
+    """Signature checks of a batch under way on the auditor's threads (see :meth:`Auditor.submit_signatures`)."""
+
+    count: int
+    parts: list[Future[list[bool]]]
+
+    def results(self) -> list[bool]:
+        """Whether each entry's signature verifies, in batch order (waits for the threads)."""
+        return [ok for part in self.parts for ok in part.result()]
+
+
 class Auditor:
     """Streaming audit of one log.  Call :meth:`check_batch` in seq order, then :meth:`finish`."""
 
@@ -144,26 +156,42 @@ class Auditor:
         if len(self.report.findings) < MAX_FINDINGS:
             self.report.findings.append(Finding(seq, code, message))
 
+    def submit_signatures(self, entries: Sequence[EntryRecord]) -> SignatureChecks:
+        """Start the Ed25519 checks of ``entries`` on the signature threads and return at once.
+
+        A caller that has the next batch ready can submit it early and pass the result to :meth:`check_batch`, so
+        signatures are checked while it is still busy with the previous batch.  Only published keys valid at each
+        seq count; the checks are independent of everything else the audit keeps.
+        """
+        items = []
+        for entry in entries:
+            pair = self._verifiers.get(entry.key_id)
+            verifier = pair[1] if pair is not None and pair[0].covers_seq(entry.seq) else None
+            items.append((verifier, entry.body, entry.signature))
+        step = -(-len(items) // SIGNATURE_THREADS) or 1
+        parts = [items[i : i + step] for i in range(0, len(items), step)]
+        return SignatureChecks(len(items), [self._pool.submit(_verify_signatures, part) for part in parts])
+
     def check_batch(
         self,
         batch: Sequence[tuple[EntryRecord, PayloadRecord | None]],
         stored_nodes: Iterable[tuple[int, NodeRecord]] = (),
+        signatures: SignatureChecks | None = None,
     ) -> None:
-        """Check a run of consecutive entries; ``stored_nodes`` are (end_seq, node) for the same seqs."""
-        items = []
-        for entry, _payload in batch:
-            pair = self._verifiers.get(entry.key_id)
-            verifier = pair[1] if pair is not None and pair[0].covers_seq(entry.seq) else None
-            items.append((verifier, entry.body, entry.signature))
-        half = len(items) // 2
-        pending = [self._pool.submit(_verify_signatures, part) for part in (items[:half], items[half:])]
+        """Check a run of consecutive entries; ``stored_nodes`` are (end_seq, node) for the same seqs.
+
+        ``signatures`` is what :meth:`submit_signatures` returned for exactly these entries (submitted here when
+        omitted)."""
+        if signatures is None:
+            signatures = self.submit_signatures([entry for entry, _payload in batch])
+        elif signatures.count != len(batch):
+            raise ValueError(f"signature checks for {signatures.count} entries passed with a batch of {len(batch)}")
         nodes_by_seq: dict[int, dict[tuple[int, int], bytes]] = {}
         for end_seq, node in stored_nodes:
             nodes_by_seq.setdefault(end_seq, {})[(node.level, node.idx)] = node.hash
         for entry, payload in batch:
             self._check_entry(entry, payload, nodes_by_seq.pop(entry.seq, {}))
-        signatures_ok = pending[0].result() + pending[1].result()
-        for (entry, _payload), signature_ok in zip(batch, signatures_ok, strict=True):
+        for (entry, _payload), signature_ok in zip(batch, signatures.results(), strict=True):
             self._check_signature(entry, signature_ok)
         for end_seq, extra in nodes_by_seq.items():
             for level, idx in extra:

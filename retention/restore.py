@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,10 +30,10 @@ import orjson
 from ledger.errors import IntegrityError, ValidationError, VerificationError
 from ledger.merkle import CompactRange
 from ledger.notes import parse_checkpoint, parse_note, parse_verifier_key
-from ledger.store.bulk import LoadedEntry, bulk_load
+from ledger.store.bulk import BulkLog, LoadedEntry, bulk_load
 from ledger.store.database import make_engine, migrate
 from ledger.store.records import CheckpointRecord, EntryRecord, KeyRecord, LogHead, NodeRecord, PayloadRecord
-from ledger.verify import Auditor, Finding
+from ledger.verify import Auditor, Finding, SignatureChecks
 from retention.disposal import DISPOSED_TYPE, ERASURE_DECIDED_TYPE, RETENTION_STREAM
 from retention.sealing import REDACTED_TYPE, SEALED_TYPE, snapshot_stream
 from retention.segments import (
@@ -349,15 +350,18 @@ def _load(
     prev_hash = bytes(32)
     reader = ThreadPoolExecutor(1, thread_name_prefix="ledger-restore-read")
 
-    def fetch(plan: SegmentPlan) -> tuple[SegmentPlan, Segment, list[PayloadRecord]]:
-        return plan, *_read_segment(store, plan, read_digests)
+    def fetch(plan: SegmentPlan) -> tuple[SegmentPlan, Segment, list[PayloadRecord], SignatureChecks]:
+        """Read and parse a segment, and start checking its signatures: they run while the previous segment is
+        being checked and written."""
+        segment, payload_rows = _read_segment(store, plan, read_digests)
+        return plan, segment, payload_rows, auditor.submit_signatures(segment.entries)
 
     try:
         active = next((k for k in keys.keys if k.valid_until_seq is None), keys.keys[-1])
         pending = reader.submit(fetch, plans[0])
-        with bulk_load(engine, origin, target_log.created_at, active.key_id) as target:
+        with bulk_load(engine, origin, target_log.created_at, active.key_id) as target, _Writer(target) as writer:
             for index in range(len(plans)):
-                plan, segment, payload_rows = pending.result()
+                plan, segment, payload_rows, signatures = pending.result()
                 if index + 1 < len(plans):
                     pending = reader.submit(fetch, plans[index + 1])  # read ahead while this one is checked
                 header = segment.header
@@ -371,7 +375,9 @@ def _load(
                 nodes = tree.append([entry.hash for entry in segment.entries])
                 before = len(auditor.report.findings)
                 auditor.check_batch(
-                    batch, [(((idx + 1) << level) - 1, NodeRecord(level, idx, h)) for level, idx, h in nodes]
+                    batch,
+                    [(((idx + 1) << level) - 1, NodeRecord(level, idx, h)) for level, idx, h in nodes],
+                    signatures,
                 )
                 if len(auditor.report.findings) > before:
                     new = auditor.report.findings[before:]
@@ -384,12 +390,13 @@ def _load(
                     _take_rotation(entry, payload, keys)
                     stream_next[entry.stream] = entry.stream_seq + 1
                     loaded.append(LoadedEntry(entry, payload, body_subjects(entry.body)))
-                target.add(loaded, nodes)
+                writer.add(loaded, nodes)
                 prev_hash = segment.entries[-1].hash
                 report.entries += len(batch)
                 report.segments += 1
                 if progress is not None:
                     progress(len(batch))
+            writer.wait()
             size = plans[-1].last + 1
             head = LogHead(0, origin, size, prev_hash, tuple(tree.hashes), 0, target_log.created_at, active.key_id)
             finished = auditor.finish(head)
@@ -420,6 +427,41 @@ def _load(
     report.root = tree.root().hex()
     report.checkpoints = len(checkpoint_records)
     report.checkpoint = checkpoint_records[-1].note if checkpoint_records else ""
+
+
+class _Writer:
+    """Loads each checked segment on a thread of its own while the main thread checks the next one.
+
+    One write at a time, in order: :meth:`add` first waits for the previous write (and raises its error).  On
+    leaving, an unfinished write is awaited before the transaction is rolled back or committed, so the connection
+    is never used by two threads at once.
+    """
+
+    def __init__(self, target: BulkLog) -> None:
+        self._target = target
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ledger-restore-write")
+        self._pending: Future[None] | None = None
+
+    def add(self, loaded: list[LoadedEntry], nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._target.add, loaded, nodes)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if exc_info[0] is None:
+                self.wait()
+            elif self._pending is not None:
+                futures_wait([self._pending])  # its own error matters less than the one being raised
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _signing_time(note: str, keys: Sequence[KeyRecord], default: str) -> str:

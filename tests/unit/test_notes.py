@@ -581,3 +581,56 @@ def test_errors_share_the_ledger_base() -> None:
     assert NoteVerifier("k", public_key).key_id == key_id("k", SIG_TYPE_ED25519, public_key)
     with pytest.raises(ValidationError):
         NoteVerifier("k", public_key[:31])
+
+
+# --- the Ed25519 check itself: libsodium, compared with OpenSSL's --------------------------------
+
+_GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493  # RFC 8032 section 5.1: L
+
+
+def _openssl_accepts(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.binary(max_size=300), flip=st.integers(min_value=-1, max_value=64 * 8 - 1))
+def test_signature_check_agrees_with_openssl(message: bytes, flip: int) -> None:
+    """Valid signatures verify, and any single flipped bit of the signature fails, exactly as with OpenSSL."""
+    signer = NoteSigner.generate("agree.example/log")
+    signature = bytearray(signer.sign(message))
+    if flip >= 0:
+        signature[flip // 8] ^= 1 << (flip % 8)
+    verifier = parse_verifier_key(signer.verifier_key())
+    expected = _openssl_accepts(signer.public_key, message, bytes(signature))
+    assert verifier.verify(message, bytes(signature)) is expected
+    assert expected is (flip < 0)
+
+
+def test_non_canonical_s_is_refused() -> None:
+    """S + L satisfies the group equation but is not the canonical scalar: both checks refuse it (RFC 8032 5.1.7)."""
+    signer = NoteSigner.generate("agree.example/log")
+    message = b"checkpoint text\n"
+    signature = signer.sign(message)
+    s = int.from_bytes(signature[32:], "little") + _GROUP_ORDER
+    malleated = signature[:32] + s.to_bytes(32, "little")
+    verifier = parse_verifier_key(signer.verifier_key())
+    assert verifier.verify(message, signature)
+    assert not verifier.verify(message, malleated)
+    assert not _openssl_accepts(signer.public_key, message, malleated)
+
+
+def test_small_order_key_forgery_is_refused() -> None:
+    """With the identity point as the public key, R = identity and S = 0 satisfy the equation for every message;
+    OpenSSL accepts that, the ledger's check does not."""
+    identity = bytes([1]) + bytes(31)
+    forged = identity + bytes(32)
+    verifier = NoteVerifier("agree.example/log", identity)
+    assert _openssl_accepts(identity, b"any message", forged)  # the weakness being guarded against
+    assert not verifier.verify(b"any message", forged)
