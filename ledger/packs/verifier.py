@@ -43,17 +43,20 @@ import hashlib
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import struct
 import sys
+import threading
 import unicodedata
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -122,6 +125,7 @@ BODY_FIELDS: Final = (
     "payload_digest",
     "subjects",
 )
+_BODY_FIELD_SET: Final = frozenset(BODY_FIELDS)
 
 _HEX_RE: Final = re.compile(r"(?:[0-9a-f]{2})+")
 _KEY_ID_RE: Final = re.compile(r"[0-9a-fA-F]{8}")
@@ -249,11 +253,13 @@ def _b64decode(text: str) -> bytes | None:
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {_show(key)}")  # two parsers could see two different values
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {_show(key)}")  # two parsers could see two different values
+            seen.add(key)
     return result
 
 
@@ -265,16 +271,16 @@ def _reject_float(text: str) -> NoReturn:
     raise ValueError(f"number {text[:20]} is not an integer (packs carry no floats)")
 
 
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_float=_reject_float
+)
+
+
 def load_json(data: bytes | str, what: str) -> object:
     """Parse strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, no floats."""
     text = _utf8(data, what) if isinstance(data, bytes) else data
     try:
-        return json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_reject_float,
-        )
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise FormatError(f"{what} is not valid JSON ({exc})") from None
 
@@ -322,10 +328,22 @@ def _str_member(obj: Mapping[str, object], key: str, prefix: str) -> str:
 def _hex_member(obj: Mapping[str, object], key: str, prefix: str, size: int | None) -> bytes:
     """Lowercase hex; ``size`` bytes exactly, or any non-zero length when ``size`` is None."""
     value = _member(obj, key, prefix)
-    if not isinstance(value, str) or not _HEX_RE.fullmatch(value) or (size is not None and len(value) != 2 * size):
+    raw = _lower_hex(value) if size is None or (isinstance(value, str) and len(value) == 2 * size) else None
+    if raw is None:
         digits = f"{2 * size} " if size is not None else ""
         raise FormatError(f"{prefix}{key} must be {digits}lowercase hex digits")
-    return bytes.fromhex(value)
+    return raw
+
+
+def _lower_hex(value: object) -> bytes | None:
+    """The bytes of non-empty lowercase hex text (pairs of [0-9a-f], nothing else), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return None
+    return raw if raw.hex() == value else None  # refuses upper case and the spaces fromhex skips
 
 
 def _hash_list(value: object, what: str) -> list[bytes]:
@@ -333,9 +351,10 @@ def _hash_list(value: object, what: str) -> list[bytes]:
         raise FormatError(f"{what} must be a list of hashes")
     hashes: list[bytes] = []
     for item in value:
-        if not isinstance(item, str) or len(item) != 2 * HASH_SIZE or not _HEX_RE.fullmatch(item):
+        raw = _lower_hex(item) if isinstance(item, str) and len(item) == 2 * HASH_SIZE else None
+        if raw is None:
             raise FormatError(f"{what} must hold 64-digit lowercase hex hashes")
-        hashes.append(bytes.fromhex(item))
+        hashes.append(raw)
     return hashes
 
 
@@ -391,11 +410,17 @@ class VerifierKey:
         """RFC 8032 Ed25519 verification of ``signature`` over ``message``."""
         if len(signature) != ED25519_SIG_SIZE:
             return False
+        public = _PUBLIC_KEYS.get(self.public_key)
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+            if public is None:
+                public = _PUBLIC_KEYS.setdefault(self.public_key, Ed25519PublicKey.from_public_bytes(self.public_key))
+            public.verify(signature, message)
         except (InvalidSignature, ValueError):
             return False
         return True
+
+
+_PUBLIC_KEYS: dict[bytes, Ed25519PublicKey] = {}  # parsed once per key: parsing costs as much as a check
 
 
 def parse_verifier_key(text: str) -> VerifierKey:
@@ -823,6 +848,190 @@ class _Pack:
         return f"{name} is missing"
 
 
+SIGNATURE_WORKERS: Final = 2
+_PREFETCH_BATCH: Final = 2048
+
+
+class _SignaturePrefetch:
+    """Ed25519 checks started while entries.jsonl is still being read, in worker processes.
+
+    The workers are forked processes where the platform forks and nothing else runs in this process (the verifier
+    run on its own), else threads.  Processes, because a thread that verifies needs the GIL back after every
+    check and waits for it while the main thread parses: threads check signatures in parallel only while the
+    main thread has nothing else to do.  Each check is recorded with the exact key id, signature text and body it
+    was made on; the signature check uses a result only for those same inputs and verifies anything else (and
+    everything, should a worker fail) itself, so a prefetched result can never stand for a different entry.
+    """
+
+    def __init__(self) -> None:
+        self._pool: Executor | _ForkedVerifiers | None = None
+        self._batch: list[tuple[int, str, str, str, bytes, bytes, bytes]] = []
+        self._results: dict[int, tuple[str, str, str, Future[list[bool]], int]] = {}
+        self._signatures: dict[int, tuple[str, bytes]] = {}
+
+    def add(self, line: int, hex_id: str, sig_text: str, body_text: str, key: VerifierKey) -> None:
+        signature = _b64decode(sig_text)
+        if signature is None or len(signature) != ED25519_SIG_SIZE:
+            return  # the signature check reports it
+        try:
+            body = body_text.encode("utf-8")
+        except UnicodeEncodeError:
+            return
+        self._batch.append((line, hex_id, sig_text, body_text, key.public_key, body, signature))
+        if len(self._batch) >= _PREFETCH_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        if self._pool is None:
+            self._pool = _signature_pool()
+        try:
+            future = self._pool.submit(
+                _verify_items, [(public, body, signature) for *_, public, body, signature in batch]
+            )
+        except RuntimeError:  # a broken pool: the signature check verifies these itself
+            return
+        for index, (line, hex_id, sig_text, body_text, _public, _body, signature) in enumerate(batch):
+            self._results[line] = (hex_id, sig_text, body_text, future, index)
+            self._signatures[line] = (sig_text, signature)
+
+    def signature(self, line: int, sig_text: object) -> bytes | None:
+        """The signature bytes decoded from exactly ``sig_text`` at ``line``, if they were."""
+        found = self._signatures.get(line)
+        return found[1] if found is not None and found[0] == sig_text else None
+
+    def result(self, line: int, hex_id: str, sig_text: str, body_text: str) -> bool | None:
+        """The prefetched verdict for exactly these inputs at ``line``, or None when there is none."""
+        found = self._results.get(line)
+        if found is None or found[:3] != (hex_id, sig_text, body_text):
+            return None
+        try:
+            return found[3].result()[found[4]]
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        self._batch = []
+        self._results = {}
+        self._signatures = {}
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _signature_pool() -> Executor | _ForkedVerifiers:
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        try:
+            return _ForkedVerifiers(SIGNATURE_WORKERS)
+        except (OSError, ValueError):
+            pass
+    return ThreadPoolExecutor(SIGNATURE_WORKERS, thread_name_prefix="verify-pack")
+
+
+class _Pumped(Future[list[bool]]):
+    """A batch's verdicts, read from the workers when first asked for."""
+
+    def __init__(self, owner: _ForkedVerifiers) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def result(self, timeout: float | None = None) -> list[bool]:
+        if not self.done():
+            self._owner.pump_until(self)
+        return super().result(timeout)
+
+
+class _ForkedVerifiers:
+    """Forked worker processes that verify batches sent through pipes, with no helper thread in this process.
+
+    Only data crosses the pipes (key, message and signature bytes one way, one verdict byte per item the other),
+    so nothing of this module needs to be importable by name in the workers.  Results are drained before every
+    send, so neither side can block the other for good; a worker that dies leaves its batches to the caller.
+    """
+
+    def __init__(self, workers: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self._tasks = context.SimpleQueue()
+        self._verdicts = context.SimpleQueue()
+        self._pending: dict[int, _Pumped] = {}
+        self._next = 0
+        self._processes = [
+            context.Process(target=_verify_worker, args=(self._tasks, self._verdicts), daemon=True)
+            for _ in range(workers)
+        ]
+        for process in self._processes:
+            process.start()
+
+    def submit(self, _fn: object, items: list[tuple[bytes, bytes, bytes]]) -> _Pumped:
+        self._drain()
+        future = _Pumped(self)
+        self._pending[self._next] = future
+        self._tasks.put((self._next, items))
+        self._next += 1
+        return future
+
+    def _drain(self) -> None:
+        while not self._verdicts.empty():
+            self._take(self._verdicts.get())
+
+    def _take(self, message: tuple[int, bytes | None]) -> None:
+        batch, verdicts = message
+        future = self._pending.pop(batch, None)
+        if future is None:
+            return
+        if verdicts is None:
+            future.set_exception(RuntimeError("a signature worker failed"))
+        else:
+            future.set_result([verdict == 1 for verdict in verdicts])
+
+    def pump_until(self, future: _Pumped) -> None:
+        reader = self._verdicts._reader  # type: ignore[attr-defined]
+        while not future.done():
+            if reader.poll(0.5):
+                self._take(self._verdicts.get())
+            elif not all(process.is_alive() for process in self._processes):
+                for pending in self._pending.values():
+                    pending.set_exception(RuntimeError("a signature worker ended"))
+                self._pending.clear()
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        for process in self._processes:
+            process.kill()
+        for process in self._processes:
+            process.join()
+        self._tasks.close()
+        self._verdicts.close()
+
+
+def _verify_worker(tasks: Any, verdicts: Any) -> None:
+    """A worker's loop: verify each batch received and send back one byte (1 valid, 0 not) per item."""
+    while True:
+        batch, items = tasks.get()
+        try:
+            result: bytes | None = bytes(_verify_items(items))
+        except Exception:
+            result = None
+        verdicts.put((batch, result))
+
+
+def _verify_items(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """Whether each (public key, message, signature) verifies (run in a worker)."""
+    verdicts = []
+    for public_key, message, signature in items:
+        public = _PUBLIC_KEYS.get(public_key)
+        try:
+            if public is None:
+                public = _PUBLIC_KEYS.setdefault(public_key, Ed25519PublicKey.from_public_bytes(public_key))
+            public.verify(signature, message)
+        except (InvalidSignature, ValueError):
+            verdicts.append(False)
+        else:
+            verdicts.append(True)
+    return verdicts
+
+
 @dataclass
 class _Context:
     """What earlier checks established, for the later ones."""
@@ -840,6 +1049,7 @@ class _Context:
     body_payload_digest: dict[int, bytes] = field(default_factory=dict)
     checkpoint: Checkpoint | None = None
     checkpoint_error: str = ""
+    prefetch: _SignaturePrefetch = field(default_factory=_SignaturePrefetch)
 
 
 # --- 1. manifest and manifest.sig -------------------------------------------------------------------
@@ -1014,11 +1224,21 @@ def check_completeness(ctx: _Context) -> list[Check]:
         return findings.done("")
     ctx.entries_read = True
     lines: list[EntryLine] = []
+    keys = ctx.keys or {}
     for number, text in _jsonl_lines(data, ENTRIES, findings):
         try:
-            lines.append(parse_entry_line(text, number))
+            entry_line = parse_entry_line(text, number)
         except FormatError as exc:
             findings.fail(str(exc), file=ENTRIES)
+            continue
+        lines.append(entry_line)
+        if entry_line.disclosed:
+            hex_id, sig_text, body_text = (entry_line.fields.get(name) for name in ("key", "sig", "body"))
+            if isinstance(hex_id, str) and isinstance(sig_text, str) and isinstance(body_text, str):
+                record = keys.get(hex_id)
+                if record is not None:
+                    ctx.prefetch.add(number, hex_id, sig_text, body_text, record.key)
+    ctx.prefetch.flush()
     in_range = [entry for entry in lines if first <= entry.seq <= last]
     for entry in lines:
         if not first <= entry.seq <= last:
@@ -1106,7 +1326,8 @@ def check_bodies(ctx: _Context) -> list[Check]:
             findings.fail(str(exc), seq=seq, file=ENTRIES)
             continue
         missing = [name for name in BODY_FIELDS if name not in body]
-        unknown = sorted(set(body) - set(BODY_FIELDS))
+        extra = body.keys() - _BODY_FIELD_SET
+        unknown = sorted(extra) if extra else []
         if missing:
             findings.fail(f"seq {seq}: body lacks {', '.join(missing)}", seq=seq, file=ENTRIES)
         if unknown:
@@ -1143,7 +1364,9 @@ def check_signatures(ctx: _Context) -> list[Check]:
             findings.fail(f"seq {seq}: key must be 8 lowercase hex digits", seq=seq, file=ENTRIES)
             continue
         sig_text = fields.get("sig")
-        signature = _b64decode(sig_text) if isinstance(sig_text, str) else None
+        signature = ctx.prefetch.signature(ctx.entries[seq].line, sig_text)
+        if signature is None:
+            signature = _b64decode(sig_text) if isinstance(sig_text, str) else None
         if signature is None or len(signature) != ED25519_SIG_SIZE:
             findings.fail(f"seq {seq}: sig is not base64 of a 64-byte Ed25519 signature", seq=seq, file=ENTRIES)
             continue
@@ -1156,7 +1379,11 @@ def check_signatures(ctx: _Context) -> list[Check]:
                 f"seq {seq}: key {hex_id} is not valid at this seq (valid {record.validity()})", seq=seq, file=ENTRIES
             )
             continue
-        if not record.key.verify(body, signature):
+        body_text = fields.get("body")
+        verified = ctx.prefetch.result(ctx.entries[seq].line, hex_id, sig_text, body_text)  # type: ignore[arg-type]
+        if verified is None:
+            verified = record.key.verify(body, signature)
+        if not verified:
             findings.fail(f"seq {seq}: signature does not verify", seq=seq, file=ENTRIES)
             continue
         signed.setdefault(hex_id, []).append(seq)
@@ -1542,8 +1769,11 @@ def verify_pack(path: str | os.PathLike[str] | bytes, trusted_keys: Iterable[str
     ctx = _Context(pack=pack, trusted=trusted)
     _read_checkpoint(ctx)
     checks: list[Check] = []
-    for check in _CHECKS:
-        checks.extend(check(ctx))
+    try:
+        for check in _CHECKS:
+            checks.extend(check(ctx))
+    finally:
+        ctx.prefetch.close()
     return Report(label, tuple(checks))
 
 

@@ -817,3 +817,39 @@ def test_random_zip_bytes_are_a_usage_error_or_a_report(data: bytes) -> None:
         except PackError:
             continue
         assert not report.ok
+
+
+@pytest.mark.parametrize("workers", ["processes", "threads"])
+def test_signature_prefetch_gives_the_same_report(pack: fx.Pack, workers: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signatures checked ahead in worker processes (or threads) give exactly the report of checking them one by
+    one, for a valid pack and for one with a changed body byte (whose signature must then fail)."""
+    tampered = fx.Pack(pack.log, dict(pack.members), dict(pack.manifest))
+    change_body_byte(tampered)
+    monkeypatch.setattr(verifier, "_PREFETCH_BATCH", 10**9)  # never flushed early ...
+    monkeypatch.setattr(verifier._SignaturePrefetch, "flush", lambda self: None)  # ... nor at all: inline checks
+    inline, inline_tampered = run(pack), run(tampered)
+    monkeypatch.undo()
+    monkeypatch.setattr(verifier, "_PREFETCH_BATCH", 2)  # several batches even for a small pack
+    monkeypatch.setattr(verifier.threading, "active_count", lambda: 2 if workers == "threads" else 1)
+    assert run(pack) == inline
+    assert run(tampered) == inline_tampered
+    assert inline.ok
+    assert "seq 12: signature does not verify" in inline_tampered.text()
+
+
+def test_prefetched_result_is_used_only_for_the_same_inputs() -> None:
+    """A verdict computed for one signature is not taken for another one at the same line."""
+    key = verifier.VerifierKey("p.example/log", bytes(4), bytes(32))
+    prefetch = verifier._SignaturePrefetch()
+    try:
+        signature = base64.b64encode(bytes(64)).decode()
+        prefetch.add(3, "00000000", signature, '{"a":1}', key)
+        prefetch.flush()
+        assert prefetch.result(3, "00000000", signature, '{"a":1}') is False  # zero bytes: not a valid point
+        assert prefetch.result(3, "00000000", signature, '{"a":2}') is None
+        assert prefetch.result(3, "00000001", signature, '{"a":1}') is None
+        assert prefetch.result(4, "00000000", signature, '{"a":1}') is None
+        assert prefetch.signature(3, signature) == bytes(64)
+        assert prefetch.signature(3, signature[:-4] + "AAA=") is None
+    finally:
+        prefetch.close()
