@@ -127,7 +127,6 @@ BODY_FIELDS: Final = (
 )
 _BODY_FIELD_SET: Final = frozenset(BODY_FIELDS)
 
-_HEX_RE: Final = re.compile(r"(?:[0-9a-f]{2})+")
 _KEY_ID_RE: Final = re.compile(r"[0-9a-fA-F]{8}")
 _PACK_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
 _DECIMAL_RE: Final = re.compile(r"0|[1-9][0-9]*")
@@ -408,19 +407,21 @@ class VerifierKey:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """RFC 8032 Ed25519 verification of ``signature`` over ``message``."""
-        if len(signature) != ED25519_SIG_SIZE:
-            return False
-        public = _PUBLIC_KEYS.get(self.public_key)
-        try:
-            if public is None:
-                public = _PUBLIC_KEYS.setdefault(self.public_key, Ed25519PublicKey.from_public_bytes(self.public_key))
-            public.verify(signature, message)
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        return len(signature) == ED25519_SIG_SIZE and _ed25519_verify(self.public_key, message, signature)
 
 
 _PUBLIC_KEYS: dict[bytes, Ed25519PublicKey] = {}  # parsed once per key: parsing costs as much as a check
+
+
+def _ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    public = _PUBLIC_KEYS.get(public_key)
+    try:
+        if public is None:
+            public = _PUBLIC_KEYS.setdefault(public_key, Ed25519PublicKey.from_public_bytes(public_key))
+        public.verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def parse_verifier_key(text: str) -> VerifierKey:
@@ -866,8 +867,8 @@ class _SignaturePrefetch:
     def __init__(self) -> None:
         self._pool: Executor | _ForkedVerifiers | None = None
         self._batch: list[tuple[int, str, str, str, bytes, bytes, bytes]] = []
-        self._results: dict[int, tuple[str, str, str, Future[list[bool]], int]] = {}
-        self._signatures: dict[int, tuple[str, bytes]] = {}
+        # line -> (key id, signature text, body text, signature bytes, the batch's verdicts, index in the batch)
+        self._results: dict[int, tuple[str, str, str, bytes, Future[list[bool]], int]] = {}
 
     def add(self, line: int, hex_id: str, sig_text: str, body_text: str, key: VerifierKey) -> None:
         signature = _b64decode(sig_text)
@@ -894,13 +895,12 @@ class _SignaturePrefetch:
         except RuntimeError:  # a broken pool: the signature check verifies these itself
             return
         for index, (line, hex_id, sig_text, body_text, _public, _body, signature) in enumerate(batch):
-            self._results[line] = (hex_id, sig_text, body_text, future, index)
-            self._signatures[line] = (sig_text, signature)
+            self._results[line] = (hex_id, sig_text, body_text, signature, future, index)
 
     def signature(self, line: int, sig_text: object) -> bytes | None:
         """The signature bytes decoded from exactly ``sig_text`` at ``line``, if they were."""
-        found = self._signatures.get(line)
-        return found[1] if found is not None and found[0] == sig_text else None
+        found = self._results.get(line)
+        return found[3] if found is not None and found[1] == sig_text else None
 
     def result(self, line: int, hex_id: str, sig_text: str, body_text: str) -> bool | None:
         """The prefetched verdict for exactly these inputs at ``line``, or None when there is none."""
@@ -908,14 +908,13 @@ class _SignaturePrefetch:
         if found is None or found[:3] != (hex_id, sig_text, body_text):
             return None
         try:
-            return found[3].result()[found[4]]
+            return found[4].result()[found[5]]
         except Exception:
             return None
 
     def close(self) -> None:
         self._batch = []
         self._results = {}
-        self._signatures = {}
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -1018,18 +1017,7 @@ def _verify_worker(tasks: Any, verdicts: Any) -> None:
 
 def _verify_items(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
     """Whether each (public key, message, signature) verifies (run in a worker)."""
-    verdicts = []
-    for public_key, message, signature in items:
-        public = _PUBLIC_KEYS.get(public_key)
-        try:
-            if public is None:
-                public = _PUBLIC_KEYS.setdefault(public_key, Ed25519PublicKey.from_public_bytes(public_key))
-            public.verify(signature, message)
-        except (InvalidSignature, ValueError):
-            verdicts.append(False)
-        else:
-            verdicts.append(True)
-    return verdicts
+    return [_ed25519_verify(public_key, message, signature) for public_key, message, signature in items]
 
 
 @dataclass
