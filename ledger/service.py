@@ -7,6 +7,7 @@ builds bodies, chains, signs, extends the Merkle tree and writes everything in o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import uuid
@@ -622,12 +623,27 @@ class Ledger:
         return size
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> InclusionProof:
+        return self.inclusion_proofs([seq], size)[0]
+
+    def inclusion_proofs(self, seqs: Sequence[int], size: int | None = None) -> list[InclusionProof]:
+        """Inclusion proofs of several entries in one tree, from one read of the stored nodes they need."""
         tree_size = self._checked_size(size)
-        if seq < 0 or seq >= tree_size:
-            raise ValidationError(f"seq {seq} is not in a tree of size {tree_size}", field="seq")
-        hashes = self._range_hashes(merkle.inclusion_ranges(seq, tree_size))
-        leaf = self.recorder.leaf_hashes(self._log_id, [seq])[seq]
-        return InclusionProof(seq, tree_size, leaf, hashes)
+        for seq in seqs:
+            if seq < 0 or seq >= tree_size:
+                raise ValidationError(f"seq {seq} is not in a tree of size {tree_size}", field="seq")
+        paths = [merkle.inclusion_ranges(seq, tree_size) for seq in seqs]
+        wanted = merkle.proof_nodes(itertools.chain.from_iterable(paths))
+        nodes = self.recorder.node_hashes(self._log_id, wanted)
+        missing = wanted - nodes.keys()
+        if missing:
+            raise NotFoundError(f"stored tree nodes are missing: {sorted(missing)[:3]}")
+        leaves = self.recorder.leaf_hashes(self._log_id, seqs)
+        return [
+            InclusionProof(
+                seq, tree_size, leaves[seq], [merkle.range_hash_from_nodes(start, end, nodes) for start, end in path]
+            )
+            for seq, path in zip(seqs, paths, strict=True)
+        ]
 
     def consistency_proof(self, from_size: int, to_size: int | None = None) -> ConsistencyProof:
         new_size = self._checked_size(to_size)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import tempfile
 import uuid
 import zipfile
 from collections import Counter, defaultdict
@@ -39,6 +40,7 @@ FORMAT_NAME = "evidence-ledger-pack"
 FORMAT_VERSION = 1
 SIGNATURE_HEADER = "evidence-ledger-pack/v1"
 INCLUSION_PROOF_LIMIT = 1000
+_PROOFS_PER_READ = 250  # inclusion proofs computed from one read of the tree nodes they need
 _SUBJECT = 64
 _ALGORITHMS = {
     "leaf_hash": "SHA-256(0x00 || body) (RFC 9162 2.1.1)",
@@ -334,7 +336,7 @@ def export_pack(
     inclusion_proof_limit: int = INCLUSION_PROOF_LIMIT,
 ) -> PackResult:
     """Write the pack to ``out`` (refused if it exists) and append its ``pack.exported`` event."""
-    from ledger.packs.contents import incident_dossier, readme_text, retention_lines, verifier_source
+    from ledger.packs.contents import RetentionLines, incident_dossier, readme_text, verifier_source
     from ledger.packs.pdf import render_report
     from retention.policy import DEFAULT_RETENTION_WORDING
 
@@ -352,6 +354,10 @@ def export_pack(
     pack_id = uuid.uuid4().hex
     figures = _Figures()
     archive = _Zip(out)
+    retention = RetentionLines(ledger, policy, moment)
+    # retention.jsonl is made in the same pass over the entries and spooled to a temporary file until its member
+    # can be written (a ZIP is written one member at a time), so the rows are read from the database once
+    retention_spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the finally below)
     try:
         disclosed_seqs_for_proofs: list[int] = []
         with archive.member("entries.jsonl") as writer:
@@ -359,18 +365,19 @@ def export_pack(
                 shown = entry.seq in selected
                 if shown:
                     figures.take(entry, payload)
+                    retention_spool.write(orjson.dumps(retention.line(entry, payload)) + b"\n")
                     if len(disclosed_seqs_for_proofs) < inclusion_proof_limit:
                         disclosed_seqs_for_proofs.append(entry.seq)
                 writer.write(_entry_line(entry, payload, shown))
         archive.add("checkpoint.txt", checkpoint.encode("utf-8"))
         archive.add("proofs/range.json", _range_proof(ledger, first, last, tree_size))
         with archive.member("proofs/inclusion.jsonl") as writer:
-            for seq in disclosed_seqs_for_proofs:
-                proof = ledger.inclusion_proof(seq, tree_size)
-                writer.write(
-                    orjson.dumps({"seq": seq, "tree_size": tree_size, "hashes": [h.hex() for h in proof.hashes]})
-                    + b"\n"
-                )
+            for start in range(0, len(disclosed_seqs_for_proofs), _PROOFS_PER_READ):
+                for proof in ledger.inclusion_proofs(
+                    disclosed_seqs_for_proofs[start : start + _PROOFS_PER_READ], tree_size
+                ):
+                    line = {"seq": proof.index, "tree_size": tree_size, "hashes": [h.hex() for h in proof.hashes]}
+                    writer.write(orjson.dumps(line) + b"\n")
         if consistency is not None:
             archive.add("proofs/consistency.json", orjson.dumps(consistency[0]))
             archive.add("proofs/auditor-checkpoint.txt", consistency[1].encode("utf-8"))
@@ -394,12 +401,13 @@ def export_pack(
                 dossiers.append(dossier)
                 archive.add(f"incidents/{incident_id}.json", orjson.dumps(dossier, option=orjson.OPT_INDENT_2))
         with archive.member("retention.jsonl") as writer:
-            holds_active, holds = 0, []
-            for line in retention_lines(ledger, selected, first, last, policy, moment):
-                if "active_holds" in line:
-                    holds_active = int(line["active_holds"])
-                    holds = [h for h in line["holds"] if h["released_at"] is None]
-                writer.write(orjson.dumps(line) + b"\n")
+            header = retention.header()
+            holds_active = int(header["active_holds"])
+            holds = [h for h in header["holds"] if h["released_at"] is None]
+            writer.write(orjson.dumps(header) + b"\n")
+            retention_spool.seek(0)
+            while chunk := retention_spool.read(1 << 20):
+                writer.write(chunk)
         report: dict[str, Any] = {
             "pack_id": pack_id,
             "generated_at": format_timestamp(moment),
@@ -469,6 +477,8 @@ def export_pack(
         archive.close()
         out.unlink(missing_ok=True)  # never leave half a pack behind
         raise
+    finally:
+        retention_spool.close()
     archive.close()
     digest = _file_digest(out)
     event_seq = _record_export(ledger, pack_id, scope, exporter, first, last, tree_size, digest, moment)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import LedgerError
 from ledger.service import Ledger
+from ledger.store.records import EntryRecord, PayloadRecord
 from schemas.timestamps import format_timestamp
 
 VERIFIER = Path(__file__).with_name("verifier.py")
@@ -41,43 +41,49 @@ def incident_dossier(ledger: Ledger, incident_id: str, now: datetime, disclosed:
     return {**view.as_dict(), "disclosed_seqs": [e.seq for e in entries]}
 
 
-def retention_lines(
-    ledger: Ledger, selected: Any, first: int, last: int, policy: Any, now: datetime
-) -> Iterator[dict[str, Any]]:
-    """A header (policy wording, holds) then one line per disclosed entry: class, retain-until, holds, erasure."""
-    from retention.disposal import _case_ids, _incident_closures, _incident_id
-    from retention.holds import load_holds
-    from retention.policy import DEFAULT_RETENTION_WORDING, RetentionPolicy, holds_covering
-    from schemas.timestamps import parse_timestamp
+class RetentionLines:
+    """retention.jsonl: a header (policy wording, holds), then one line per disclosed entry (class, retain-until,
+    holds, erasure), made from the entry and payload rows the export reads anyway."""
 
-    rules = policy if policy is not None else RetentionPolicy()
-    holds = load_holds(ledger)
-    active = [h for h in holds if h.active]
-    yield {
-        "policy": DEFAULT_RETENTION_WORDING,
-        "at": format_timestamp(now),
-        "active_holds": len(active),
-        "holds": [
-            {
-                "hold_id": h.hold_id,
-                "scope_kind": h.scope_kind,
-                "scope": h.scope,
-                "case_id": h.case_id,
-                "set_at": format_timestamp(h.set_at),
-                "released_at": None if h.released_at is None else format_timestamp(h.released_at),
-            }
-            for h in holds
-        ],
-    }
-    closures = _incident_closures(ledger)
-    for entry, payload in ledger.recorder.iter_entries_with_payloads(ledger.log_id, first, batch_size=5000):
-        if entry.seq > last:
-            return
-        if entry.seq not in selected:
-            continue
-        closed = closures.get(entry.stream) if entry.stream.startswith("incident/") else None
+    def __init__(self, ledger: Ledger, policy: Any, now: datetime) -> None:
+        from retention.disposal import _incident_closures
+        from retention.holds import load_holds
+        from retention.policy import RetentionPolicy
+
+        self.rules = policy if policy is not None else RetentionPolicy()
+        self.now = now
+        self.holds = load_holds(ledger)
+        self.active = [h for h in self.holds if h.active]
+        self.closures = _incident_closures(ledger)
+
+    def header(self) -> dict[str, Any]:
+        from retention.policy import DEFAULT_RETENTION_WORDING
+
+        return {
+            "policy": DEFAULT_RETENTION_WORDING,
+            "at": format_timestamp(self.now),
+            "active_holds": len(self.active),
+            "holds": [
+                {
+                    "hold_id": h.hold_id,
+                    "scope_kind": h.scope_kind,
+                    "scope": h.scope,
+                    "case_id": h.case_id,
+                    "set_at": format_timestamp(h.set_at),
+                    "released_at": None if h.released_at is None else format_timestamp(h.released_at),
+                }
+                for h in self.holds
+            ],
+        }
+
+    def line(self, entry: EntryRecord, payload: PayloadRecord | None) -> dict[str, Any]:
+        from retention.disposal import _case_ids, _incident_id
+        from retention.policy import holds_covering
+        from schemas.timestamps import parse_timestamp
+
+        closed = self.closures.get(entry.stream) if entry.stream.startswith("incident/") else None
         try:
-            until = rules.retain_until(
+            until = self.rules.retain_until(
                 entry.type,
                 parse_timestamp(entry.occurred_at, field="occurred_at"),
                 incident_closed_at=closed,
@@ -86,14 +92,17 @@ def retention_lines(
         except LedgerError:
             until = None
         covering = holds_covering(
-            entry.stream, _incident_id(entry.stream), _case_ids(None if payload is None else payload.payload), active
+            entry.stream,
+            _incident_id(entry.stream),
+            _case_ids(None if payload is None else payload.payload),
+            self.active,
         )
         erased = None
         if payload is not None and payload.payload is None:
             erased = {"at": payload.erased_at, "by_seq": payload.erased_by_seq, "reason": payload.erasure_reason}
-        yield {
+        return {
             "seq": entry.seq,
-            "class": rules.class_for(entry.type).name,
+            "class": self.rules.class_for(entry.type).name,
             "retain_until": None if until is None else format_timestamp(until),
             "held_by": [h.hold_id for h in covering],
             "erased": erased,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import itertools
@@ -52,8 +53,8 @@ import threading
 import unicodedata
 import zipfile
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
@@ -776,27 +777,25 @@ class EntryLine:
     fields: dict[str, object]
 
 
-def parse_entry_line(text: str, line: int) -> EntryLine:
-    where = f"{ENTRIES} line {line}"
-    fields = _object(load_json(text, where), where)
-    seq = _int_member(fields, "seq", f"{where}: ")
+def _entry_fields(text: str, where: str) -> tuple[int, bool, dict[str, object]]:
+    try:
+        fields = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"{where} is not valid JSON ({exc})") from None
+    if type(fields) is not dict:
+        raise FormatError(f"{where} is not a JSON object")
+    seq = fields.get("seq")
+    if type(seq) is not int or seq < 0:
+        seq = _int_member(fields, "seq", f"{where}: ")  # raises the usual message
     disclosed = fields.get("disclosed")
     if not isinstance(disclosed, bool):
         raise FormatError(f"{where}: disclosed must be true or false")
+    return seq, disclosed, fields
+
+
+def parse_entry_line(text: str, line: int) -> EntryLine:
+    seq, disclosed, fields = _entry_fields(text, f"{ENTRIES} line {line}")
     return EntryLine(line, seq, disclosed, fields)
-
-
-def _jsonl_lines(data: bytes, name: str, findings: _Findings) -> list[tuple[int, str]]:
-    """The numbered lines of a JSON Lines file; every line must end in a newline."""
-    try:
-        text = _utf8(data, name)
-    except FormatError as exc:
-        findings.fail(str(exc), file=name)
-        return []
-    if text and not text.endswith("\n"):
-        findings.fail(f"{name}: the last line does not end in a newline", file=name)
-        text += "\n"
-    return list(enumerate(text.split("\n")[:-1], start=1))
 
 
 @dataclass(frozen=True)
@@ -815,32 +814,82 @@ class KeyRecord:
         return f"for seq {self.valid_from_seq} to {self.valid_until_seq - 1}"
 
 
+_CHUNK: Final = 1 << 20  # bytes inflated at a time from a streamed member
+
+
 class _Pack:
-    """The members of the ZIP, read into memory once."""
+    """The members of the ZIP.  Small ones are read into memory when first asked for (``get``); entries.jsonl and
+    the other large ones are streamed (``lines``, ``digest``), so a pack of millions of entries is never held whole.
+    Of a name listed twice, the first copy is used (the files check reports the duplicate)."""
 
     def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
         self.counts: Counter[str] = Counter()
+        self.infos: dict[str, zipfile.ZipInfo] = {}
         self.members: dict[str, bytes] = {}
         self.errors: dict[str, str] = {}
+        self.digests: dict[str, tuple[bytes, int]] = {}  # name -> (SHA-256, size) of what was read
         for info in archive.infolist():
             if info.is_dir():
                 continue
             self.counts[info.filename] += 1
-            if info.filename in self.members or info.filename in self.errors:
-                continue  # duplicates are reported by the files check; the first copy is used
-            if info.file_size > MAX_MEMBER_BYTES:
-                self.errors[info.filename] = f"larger than {MAX_MEMBER_BYTES} bytes"
-                continue
-            try:
-                self.members[info.filename] = archive.read(info)
-            except _ZIP_ERRORS_READ as exc:
-                self.errors[info.filename] = str(exc) or type(exc).__name__
+            self.infos.setdefault(info.filename, info)
 
     def has(self, name: str) -> bool:
-        return name in self.members or name in self.errors
+        return name in self.infos
 
     def get(self, name: str) -> bytes | None:
-        return self.members.get(name)
+        """The whole member, or None (``absent`` says why)."""
+        data = self.members.get(name)
+        info = self.infos.get(name)
+        if data is not None or info is None or name in self.errors:
+            return data
+        if info.file_size > MAX_MEMBER_BYTES:
+            self.errors[name] = f"larger than {MAX_MEMBER_BYTES} bytes"
+            return None
+        try:
+            data = self.archive.read(info)
+        except _ZIP_ERRORS_READ as exc:
+            self.errors[name] = str(exc) or type(exc).__name__
+            return None
+        self.members[name] = data
+        self.digests[name] = (_sha256(data), len(data))
+        return data
+
+    def digest(self, name: str) -> tuple[bytes, int] | None:
+        """SHA-256 and size of the member, streamed if it was not read yet; None if it cannot be read."""
+        if name not in self.digests and name not in self.errors and name in self.infos:
+            for _chunk in self._chunks(name):
+                pass
+        return self.digests.get(name)
+
+    def _chunks(self, name: str) -> Iterator[bytes]:
+        """The member's bytes a piece at a time; at the end its digest is recorded, or on failure its error."""
+        hasher, size = hashlib.sha256(), 0
+        try:
+            with self.archive.open(self.infos[name]) as stream:
+                while chunk := stream.read(_CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    yield chunk
+        except _ZIP_ERRORS_READ as exc:  # a bad CRC shows only at the end: the caller must check `errors`
+            self.errors[name] = str(exc) or type(exc).__name__
+            return
+        self.digests[name] = (hasher.digest(), size)
+
+    def lines(self, name: str, findings: _Findings) -> Iterator[tuple[int, bytes]]:
+        """The numbered lines of a JSON Lines member, streamed; every line must end in a newline.  When the
+        member cannot be read to its end, ``name in errors`` afterwards and what was yielded must be discarded."""
+        number, rest = 0, b""
+        for chunk in self._chunks(name):
+            parts = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+            rest = parts.pop()
+            for part in parts:
+                number += 1
+                yield number, part
+        if rest and name not in self.errors:
+            findings.fail(f"{name}: the last line does not end in a newline", file=name)
+            yield number + 1, rest
 
     def absent(self, name: str) -> str:
         """Why ``get(name)`` returned None."""
@@ -849,81 +898,120 @@ class _Pack:
         return f"{name} is missing"
 
 
+# --- signature workers ------------------------------------------------------------------------------
+
 SIGNATURE_WORKERS: Final = 2
-_PREFETCH_BATCH: Final = 2048
+_SIGNATURE_BATCH: Final = 2048
+_MAX_BATCHES_IN_FLIGHT: Final = 8
 
 
-class _SignaturePrefetch:
-    """Ed25519 checks started while entries.jsonl is still being read, in worker processes.
+def _load_libsodium() -> Callable[[bytes, bytes], bytes] | None:
+    """libsodium's Ed25519 check (``crypto_sign_open`` of PyNaCl), when PyNaCl happens to be installed."""
+    try:
+        from nacl.bindings import crypto_sign_open  # type: ignore[import-not-found, unused-ignore]
+    except Exception:  # not installed, or unusable: cryptography does every check
+        return None
+    return crypto_sign_open  # type: ignore[no-any-return, unused-ignore]
+
+
+_LIBSODIUM: Final = _load_libsodium()
+
+
+def _verify_items(items: Sequence[tuple[bytes, bytes, bytes]], libsodium: bool = False) -> list[bool]:
+    """Whether each (public key, message, signature) verifies, by ``cryptography`` (OpenSSL).
+
+    With ``libsodium`` (and PyNaCl installed) each signature is first given to libsodium, twice as fast; what it
+    accepts is taken as valid, anything it refuses is checked again by OpenSSL, whose answer counts.  libsodium
+    accepts strictly less than OpenSSL (the same equation, plus refusals of non-canonical and small-order
+    points), so the verdicts are exactly OpenSSL's either way: only their speed differs."""
+    sodium = _LIBSODIUM if libsodium else None
+    if sodium is None:
+        return [_ed25519_verify(public_key, message, signature) for public_key, message, signature in items]
+    verdicts: list[bool] = []
+    for public_key, message, signature in items:
+        try:
+            sodium(signature + message, public_key)
+        except Exception:  # refused or unusable input: OpenSSL decides
+            verdicts.append(_ed25519_verify(public_key, message, signature))
+        else:
+            verdicts.append(True)
+    return verdicts
+
+
+class _SignatureChecks:
+    """Ed25519 checks of entries, in batches, by worker processes while the main thread reads on.
 
     The workers are forked processes where the platform forks and nothing else runs in this process (the verifier
     run on its own), else threads.  Processes, because a thread that verifies needs the GIL back after every
     check and waits for it while the main thread parses: threads check signatures in parallel only while the
-    main thread has nothing else to do.  Each check is recorded with the exact key id, signature text and body it
-    was made on; the signature check uses a result only for those same inputs and verifies anything else (and
-    everything, should a worker fail) itself, so a prefetched result can never stand for a different entry.
+    main thread has nothing else to do.  Verdicts come back in the order the entries were added; a batch whose
+    worker failed is checked here instead.  At most a few batches are in flight, so memory stays bounded.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_verdict: Callable[[int, str, bool], None], libsodium: bool) -> None:
+        self._on_verdict = on_verdict
+        self._libsodium = libsodium
         self._pool: Executor | _ForkedVerifiers | None = None
-        self._batch: list[tuple[int, str, str, str, bytes, bytes, bytes]] = []
-        # line -> (key id, signature text, body text, signature bytes, the batch's verdicts, index in the batch)
-        self._results: dict[int, tuple[str, str, str, bytes, Future[list[bool]], int]] = {}
+        self._items: list[tuple[bytes, bytes, bytes]] = []
+        self._tags: list[tuple[int, str]] = []  # (seq, key id) of each item
+        self._pending: deque[tuple[Future[list[bool]] | None, list[tuple[bytes, bytes, bytes]], list[Any]]] = deque()
 
-    def add(self, line: int, hex_id: str, sig_text: str, body_text: str, key: VerifierKey) -> None:
-        signature = _b64decode(sig_text)
-        if signature is None or len(signature) != ED25519_SIG_SIZE:
-            return  # the signature check reports it
-        try:
-            body = body_text.encode("utf-8")
-        except UnicodeEncodeError:
-            return
-        self._batch.append((line, hex_id, sig_text, body_text, key.public_key, body, signature))
-        if len(self._batch) >= _PREFETCH_BATCH:
-            self.flush()
+    def add(self, seq: int, hex_id: str, public_key: bytes, body: bytes, signature: bytes) -> None:
+        self._items.append((public_key, body, signature))
+        self._tags.append((seq, hex_id))
+        if len(self._items) >= _SIGNATURE_BATCH:
+            self._submit()
 
-    def flush(self) -> None:
-        if not self._batch:
-            return
-        batch, self._batch = self._batch, []
+    def _submit(self) -> None:
+        items, tags = self._items, self._tags
+        self._items, self._tags = [], []
         if self._pool is None:
-            self._pool = _signature_pool()
+            self._pool = _signature_pool(self._libsodium)
+        future: Future[list[bool]] | None
         try:
-            future = self._pool.submit(
-                _verify_items, [(public, body, signature) for *_, public, body, signature in batch]
-            )
-        except RuntimeError:  # a broken pool: the signature check verifies these itself
-            return
-        for index, (line, hex_id, sig_text, body_text, _public, _body, signature) in enumerate(batch):
-            self._results[line] = (hex_id, sig_text, body_text, signature, future, index)
+            future = self._pool.submit(_verify_items, items, self._libsodium)
+        except RuntimeError:  # a broken pool: checked here when collected
+            future = None
+        self._pending.append((future, items, tags))
+        self._collect(wait=len(self._pending) > _MAX_BATCHES_IN_FLIGHT)
 
-    def signature(self, line: int, sig_text: object) -> bytes | None:
-        """The signature bytes decoded from exactly ``sig_text`` at ``line``, if they were."""
-        found = self._results.get(line)
-        return found[3] if found is not None and found[1] == sig_text else None
+    def _collect(self, wait: bool) -> None:
+        if isinstance(self._pool, _ForkedVerifiers):
+            self._pool.poll()
+        while self._pending:
+            future, items, tags = self._pending[0]
+            if future is not None and not wait and not future.done():
+                return
+            self._pending.popleft()
+            try:
+                verdicts: list[bool] | None = future.result() if future is not None else None
+            except Exception:
+                verdicts = None
+            if verdicts is None or len(verdicts) != len(items):
+                verdicts = _verify_items(items, self._libsodium)
+            for (seq, hex_id), verdict in zip(tags, verdicts, strict=True):
+                self._on_verdict(seq, hex_id, verdict)
+            wait = wait and len(self._pending) > _MAX_BATCHES_IN_FLIGHT
 
-    def result(self, line: int, hex_id: str, sig_text: str, body_text: str) -> bool | None:
-        """The prefetched verdict for exactly these inputs at ``line``, or None when there is none."""
-        found = self._results.get(line)
-        if found is None or found[:3] != (hex_id, sig_text, body_text):
-            return None
-        try:
-            return found[4].result()[found[5]]
-        except Exception:
-            return None
+    def finish(self) -> None:
+        """Every verdict delivered."""
+        if self._items:
+            self._submit()
+        while self._pending:
+            self._collect(wait=True)
 
     def close(self) -> None:
-        self._batch = []
-        self._results = {}
+        self._items, self._tags = [], []
+        self._pending.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 
-def _signature_pool() -> Executor | _ForkedVerifiers:
+def _signature_pool(libsodium: bool) -> Executor | _ForkedVerifiers:
     if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
         try:
-            return _ForkedVerifiers(SIGNATURE_WORKERS)
+            return _ForkedVerifiers(SIGNATURE_WORKERS, libsodium)
         except (OSError, ValueError):
             pass
     return ThreadPoolExecutor(SIGNATURE_WORKERS, thread_name_prefix="verify-pack")
@@ -950,28 +1038,29 @@ class _ForkedVerifiers:
     send, so neither side can block the other for good; a worker that dies leaves its batches to the caller.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, libsodium: bool) -> None:
         context = multiprocessing.get_context("fork")
         self._tasks = context.SimpleQueue()
         self._verdicts = context.SimpleQueue()
         self._pending: dict[int, _Pumped] = {}
         self._next = 0
         self._processes = [
-            context.Process(target=_verify_worker, args=(self._tasks, self._verdicts), daemon=True)
+            context.Process(target=_verify_worker, args=(self._tasks, self._verdicts, libsodium), daemon=True)
             for _ in range(workers)
         ]
         for process in self._processes:
             process.start()
 
-    def submit(self, _fn: object, items: list[tuple[bytes, bytes, bytes]]) -> _Pumped:
-        self._drain()
+    def submit(self, _fn: object, items: list[tuple[bytes, bytes, bytes]], _libsodium: bool) -> _Pumped:
+        self.poll()
         future = _Pumped(self)
         self._pending[self._next] = future
         self._tasks.put((self._next, items))
         self._next += 1
         return future
 
-    def _drain(self) -> None:
+    def poll(self) -> None:
+        """Take every verdict already sent back, without waiting."""
         while not self._verdicts.empty():
             self._take(self._verdicts.get())
 
@@ -1004,20 +1093,15 @@ class _ForkedVerifiers:
         self._verdicts.close()
 
 
-def _verify_worker(tasks: Any, verdicts: Any) -> None:
+def _verify_worker(tasks: Any, verdicts: Any, libsodium: bool) -> None:
     """A worker's loop: verify each batch received and send back one byte (1 valid, 0 not) per item."""
     while True:
         batch, items = tasks.get()
         try:
-            result: bytes | None = bytes(_verify_items(items))
+            result: bytes | None = bytes(_verify_items(items, libsodium))
         except Exception:
             result = None
         verdicts.put((batch, result))
-
-
-def _verify_items(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """Whether each (public key, message, signature) verifies (run in a worker)."""
-    return [_ed25519_verify(public_key, message, signature) for public_key, message, signature in items]
 
 
 @dataclass
@@ -1026,18 +1110,16 @@ class _Context:
 
     pack: _Pack
     trusted: tuple[VerifierKey, ...]
+    libsodium: bool = True
     manifest: Manifest | None = None
     manifest_error: str = ""
     keys: dict[str, KeyRecord] | None = None
-    entries: dict[int, EntryLine] = field(default_factory=dict)  # first line of each seq in range
+    entries: dict[int, bool] = field(default_factory=dict)  # seq in range -> disclosed (of its first line)
     entries_read: bool = False
+    entry_checks: dict[str, list[Check]] | None = None  # the results of the one pass over entries.jsonl
     leaves: dict[int, bytes] = field(default_factory=dict)  # seq -> the line's `hash`
-    bodies: dict[int, bytes] = field(default_factory=dict)  # seq -> body bytes (disclosed)
-    body_prev: dict[int, bytes] = field(default_factory=dict)
-    body_payload_digest: dict[int, bytes] = field(default_factory=dict)
     checkpoint: Checkpoint | None = None
     checkpoint_error: str = ""
-    prefetch: _SignaturePrefetch = field(default_factory=_SignaturePrefetch)
 
 
 # --- 1. manifest and manifest.sig -------------------------------------------------------------------
@@ -1111,18 +1193,18 @@ def check_files(ctx: _Context) -> list[Check]:
         if entry.path in (MANIFEST, MANIFEST_SIG):
             findings.fail(f"{MANIFEST}: files lists {entry.path}", file=entry.path)
             continue
-        data = pack.get(entry.path)
+        found = pack.digest(entry.path)
         if entry.path in pack.errors:
             findings.fail(
                 f"file {entry.path}: cannot be read from the ZIP ({pack.errors[entry.path]})", file=entry.path
             )
-        elif data is None:
+        elif found is None:
             findings.fail(f"file {entry.path}: listed in the manifest but missing from the ZIP", file=entry.path)
-        elif _sha256(data) != entry.sha256:
+        elif found[0] != entry.sha256:
             findings.fail(f"file {entry.path}: SHA-256 differs from the manifest", file=entry.path)
-        elif len(data) != entry.size:
+        elif found[1] != entry.size:
             findings.fail(
-                f"file {entry.path}: size {len(data)} differs from the manifest ({entry.size})", file=entry.path
+                f"file {entry.path}: size {found[1]} differs from the manifest ({entry.size})", file=entry.path
             )
     listed = set(paths) | {MANIFEST, MANIFEST_SIG}
     for name, count in sorted(pack.counts.items()):
@@ -1201,204 +1283,209 @@ def check_keys(ctx: _Context) -> list[Check]:
     return findings.done(f"{len(records)} key{'' if len(records) == 1 else 's'}: {described}", file=KEYS)
 
 
-def check_completeness(ctx: _Context) -> list[Check]:
-    if ctx.manifest is None:
-        return _not_checked("entries.completeness", ctx.manifest_error)
-    findings = _Findings("entries.completeness")
-    first, last = ctx.manifest.first_seq, ctx.manifest.last_seq
-    data = ctx.pack.get(ENTRIES)
-    if data is None:
-        findings.fail(ctx.pack.absent(ENTRIES), file=ENTRIES)
-        return findings.done("")
-    ctx.entries_read = True
-    lines: list[EntryLine] = []
-    keys = ctx.keys or {}
-    for number, text in _jsonl_lines(data, ENTRIES, findings):
-        try:
-            entry_line = parse_entry_line(text, number)
-        except FormatError as exc:
-            findings.fail(str(exc), file=ENTRIES)
-            continue
-        lines.append(entry_line)
-        if entry_line.disclosed:
-            hex_id, sig_text, body_text = (entry_line.fields.get(name) for name in ("key", "sig", "body"))
-            if isinstance(hex_id, str) and isinstance(sig_text, str) and isinstance(body_text, str):
-                record = keys.get(hex_id)
-                if record is not None:
-                    ctx.prefetch.add(number, hex_id, sig_text, body_text, record.key)
-    ctx.prefetch.flush()
-    in_range = [entry for entry in lines if first <= entry.seq <= last]
-    for entry in lines:
-        if not first <= entry.seq <= last:
-            findings.fail(
-                f"{ENTRIES}: seq {entry.seq} is outside the range {first}..{last}", seq=entry.seq, file=ENTRIES
-            )
-    counts = Counter(entry.seq for entry in in_range)
-    for seq in range(first, last + 1):
-        if seq not in counts:
-            findings.fail(f"{ENTRIES}: seq {seq} is missing", seq=seq, file=ENTRIES)
-    for seq, count in counts.items():
-        if count > 1:
-            findings.fail(f"{ENTRIES}: seq {seq} appears {count} times", seq=seq, file=ENTRIES)
-    for entry in in_range:
-        ctx.entries.setdefault(entry.seq, entry)
-    # in order: the first lines of each seq must come in increasing seq order
-    order = [entry for entry in in_range if ctx.entries[entry.seq] is entry]
-    for before, after in itertools.pairwise(order):
-        if after.seq < before.seq:
-            findings.fail(
-                f"{ENTRIES}: seq {after.seq} is out of order (line {after.line}, after seq {before.seq})",
-                seq=after.seq,
-                file=ENTRIES,
-            )
-            break  # the first one is enough: everything after it is shifted
-    disclosed = sum(1 for entry in ctx.entries.values() if entry.disclosed)
-    hidden = len(ctx.entries) - disclosed
-    if not findings.count and (disclosed, hidden) != (ctx.manifest.disclosed, ctx.manifest.hidden):
-        findings.fail(
-            f"{ENTRIES}: {disclosed} disclosed and {hidden} hidden entries, the manifest says "
-            f"{ctx.manifest.disclosed} and {ctx.manifest.hidden}",
-            file=ENTRIES,
+_ENTRY_CHECKS: Final = (
+    "entries.completeness",
+    "entries.hashes",
+    "entries.bodies",
+    "entries.signatures",
+    "entries.payloads",
+    "entries.chain",
+)
+_LOWER_KEY_ID_RE: Final = re.compile(r"[0-9a-f]{8}")
+
+
+class _EntryPass:
+    """One streamed pass over entries.jsonl that makes every entry check at once.
+
+    Each line is parsed once and forgotten; what outlives it is the seq's kind and leaf hash (for the range and
+    inclusion proofs) and, while they are checked, a few batches of signatures.  Only the first line of a seq
+    inside the manifest's range is checked further (a repeated or out-of-range seq is a completeness failure).
+    """
+
+    def __init__(self, ctx: _Context, manifest: Manifest) -> None:
+        self.ctx = ctx
+        self.first, self.last, self.origin = manifest.first_seq, manifest.last_seq, manifest.origin
+        self.completeness, self.hashes, self.bodies, self.signatures, self.payloads, self.chain = (
+            _Findings(name) for name in _ENTRY_CHECKS
         )
-    return findings.done(
-        f"seq {first}..{last} each present once, in order ({disclosed} disclosed, {hidden} hidden)", file=ENTRIES
-    )
+        self.kinds = ctx.entries
+        self.leaves = ctx.leaves
+        self.repeats: Counter[int] = Counter()
+        self.previous: int | None = None  # the seq of the previous first line
+        self.out_of_order = False
+        self.body_count = 0
+        self.waiting_links: dict[int, bytes] = {}  # seq -> prev, for entries that came before their predecessor
+        self.links = 0
+        self.matched_payloads = 0
+        self.erased: list[int] = []
+        self.signed: dict[str, list[int]] = {}
+        self.checker = _SignatureChecks(self.verdict, ctx.libsodium) if ctx.keys is not None else None
 
-
-def _entries_not_ready(ctx: _Context, name: str) -> list[Check] | None:
-    if ctx.manifest is None:
-        return _not_checked(name, ctx.manifest_error)
-    if not ctx.entries_read:
-        return _not_checked(name, f"{ENTRIES} is unusable")
-    return None
-
-
-def check_hashes(ctx: _Context) -> list[Check]:
-    """Each line's ``hash``; for disclosed entries, hash == SHA-256(0x00 || body) (RFC 9162 leaf hash)."""
-    if (skipped := _entries_not_ready(ctx, "entries.hashes")) is not None:
-        return skipped
-    findings = _Findings("entries.hashes")
-    for seq, entry in sorted(ctx.entries.items()):
+    def run(self, manifest: Manifest) -> dict[str, list[Check]]:
+        ctx = self.ctx
         try:
-            ctx.leaves[seq] = _hex_member(entry.fields, "hash", f"seq {seq}: ", HASH_SIZE)
+            for number, raw in ctx.pack.lines(ENTRIES, self.completeness):
+                self.line(number, raw)
+            if ENTRIES not in ctx.pack.errors and self.checker is not None:
+                self.checker.finish()
+        finally:
+            if self.checker is not None:
+                self.checker.close()
+        if ENTRIES in ctx.pack.errors:  # the member broke off: what was read of it proves nothing
+            ctx.entries.clear()
+            ctx.leaves.clear()
+            failed = _Findings(_ENTRY_CHECKS[0])
+            failed.fail(ctx.pack.absent(ENTRIES), file=ENTRIES)
+            return {
+                _ENTRY_CHECKS[0]: failed.done(""),
+                **{name: _not_checked(name, f"{ENTRIES} is unusable") for name in _ENTRY_CHECKS[1:]},
+            }
+        ctx.entries_read = True
+        for seq, prev in sorted(self.waiting_links.items()):
+            self.link(seq, prev, late=True)
+        return {
+            "entries.completeness": self.completed(manifest),
+            "entries.hashes": self.hashes.done(
+                f"{self.body_count} disclosed bodies hash to their entry hash", file=ENTRIES
+            ),
+            "entries.bodies": self.bodies.done(
+                f"{self.body_count} bodies: seq and log match, fields as specified", file=ENTRIES
+            ),
+            "entries.signatures": self.signed_summary(),
+            "entries.payloads": self.payload_summary(),
+            "entries.chain": self.chain.done(f"{self.links} chain links match the previous entry's hash", file=ENTRIES),
+        }
+
+    # -- per line -------------------------------------------------------------------------------------
+
+    def line(self, number: int, raw: bytes) -> None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.completeness.fail(f"{ENTRIES} line {number} is not valid UTF-8", file=ENTRIES)
+            return
+        try:
+            seq, disclosed, fields = _entry_fields(text, f"{ENTRIES} line {number}")
         except FormatError as exc:
-            findings.fail(str(exc), seq=seq, file=ENTRIES)
-            continue
-        if not entry.disclosed:
-            continue
-        body = entry.fields.get("body")
-        if not isinstance(body, str):
-            findings.fail(f"seq {seq}: body must be a string", seq=seq, file=ENTRIES)
-            continue
+            self.completeness.fail(str(exc), file=ENTRIES)
+            return
+        if not self.first <= seq <= self.last:
+            self.completeness.fail(
+                f"{ENTRIES}: seq {seq} is outside the range {self.first}..{self.last}", seq=seq, file=ENTRIES
+            )
+            return
+        if seq in self.kinds:
+            self.repeats[seq] += 1
+            return
+        self.kinds[seq] = disclosed
+        previous, self.previous = self.previous, seq
+        if previous is not None and seq < previous and not self.out_of_order:
+            self.out_of_order = True  # the first one is enough: everything after it is shifted
+            self.completeness.fail(
+                f"{ENTRIES}: seq {seq} is out of order (line {number}, after seq {previous})", seq=seq, file=ENTRIES
+            )
+        self.entry(seq, disclosed, fields)
+
+    def entry(self, seq: int, disclosed: bool, fields: dict[str, object]) -> None:
+        """Each line's ``hash``; for disclosed entries, hash == SHA-256(0x00 || body) (RFC 9162 leaf hash)."""
+        hashes = self.hashes
+        value = fields.get("hash")
+        leaf = _lower_hex(value) if type(value) is str and len(value) == 2 * HASH_SIZE else None
+        if leaf is None:
+            try:
+                leaf = _hex_member(fields, "hash", f"seq {seq}: ", HASH_SIZE)
+            except FormatError as exc:
+                hashes.fail(str(exc), seq=seq, file=ENTRIES)
+                return
+        self.leaves[seq] = leaf
+        if not disclosed:
+            return
+        body_text = fields.get("body")
+        if not isinstance(body_text, str):
+            hashes.fail(f"seq {seq}: body must be a string", seq=seq, file=ENTRIES)
+            return
         try:
-            ctx.bodies[seq] = body.encode("utf-8")
+            body = body_text.encode("utf-8")
         except UnicodeEncodeError:
-            findings.fail(f"seq {seq}: body is not valid Unicode text", seq=seq, file=ENTRIES)
-            continue
-        if leaf_hash(ctx.bodies[seq]) != ctx.leaves[seq]:
-            findings.fail(f"seq {seq}: hash does not match body", seq=seq, file=ENTRIES)
-    return findings.done(f"{len(ctx.bodies)} disclosed bodies hash to their entry hash", file=ENTRIES)
+            hashes.fail(f"seq {seq}: body is not valid Unicode text", seq=seq, file=ENTRIES)
+            return
+        self.body_count += 1
+        if leaf_hash(body) != leaf:
+            hashes.fail(f"seq {seq}: hash does not match body", seq=seq, file=ENTRIES)
+        self.body(seq, body_text, fields)
+        self.signature(seq, body, fields)
 
-
-def check_bodies(ctx: _Context) -> list[Check]:
-    """Body JSON: the ledger's fields, ``v`` 1, ``seq`` the line's, ``log`` the manifest origin."""
-    if (skipped := _entries_not_ready(ctx, "entries.bodies")) is not None:
-        return skipped
-    assert ctx.manifest is not None
-    findings = _Findings("entries.bodies")
-    for seq, body_bytes in sorted(ctx.bodies.items()):
-        prefix = f"seq {seq}: body "
+    def body(self, seq: int, body_text: str, fields: dict[str, object]) -> None:
+        """Body JSON: the ledger's fields, ``v`` 1, ``seq`` the line's, ``log`` the manifest origin."""
+        findings = self.bodies
         try:
-            body = _object(load_json(body_bytes, f"seq {seq}: body"), f"seq {seq}: body")
+            body = _object(load_json(body_text, f"seq {seq}: body"), f"seq {seq}: body")
         except FormatError as exc:
             findings.fail(str(exc), seq=seq, file=ENTRIES)
-            continue
-        missing = [name for name in BODY_FIELDS if name not in body]
-        extra = body.keys() - _BODY_FIELD_SET
-        unknown = sorted(extra) if extra else []
-        if missing:
-            findings.fail(f"seq {seq}: body lacks {', '.join(missing)}", seq=seq, file=ENTRIES)
-        if unknown:
-            findings.fail(f"seq {seq}: body has unknown fields {', '.join(unknown)}", seq=seq, file=ENTRIES)
+            return
+        if body.keys() != _BODY_FIELD_SET:
+            missing = [name for name in BODY_FIELDS if name not in body]
+            if missing:
+                findings.fail(f"seq {seq}: body lacks {', '.join(missing)}", seq=seq, file=ENTRIES)
+            if extra := body.keys() - _BODY_FIELD_SET:
+                findings.fail(f"seq {seq}: body has unknown fields {', '.join(sorted(extra))}", seq=seq, file=ENTRIES)
         version = body.get("v")
         if "v" in body and (isinstance(version, bool) or version != 1):
             findings.fail(f"seq {seq}: body v is {_show(version)}, not 1", seq=seq, file=ENTRIES)
         if "seq" in body and (isinstance(body["seq"], bool) or body["seq"] != seq):
             findings.fail(f"seq {seq}: body seq is {_show(body['seq'])}, not the line's seq", seq=seq, file=ENTRIES)
-        if "log" in body and body["log"] != ctx.manifest.origin:
-            shown = _show(body["log"])
-            findings.fail(f"seq {seq}: body log is {shown}, not the manifest origin", seq=seq, file=ENTRIES)
-        for name, store in (("prev", ctx.body_prev), ("payload_digest", ctx.body_payload_digest)):
-            if name in body:
-                try:
-                    store[seq] = _hex_member(body, name, prefix, HASH_SIZE)
-                except FormatError as exc:
-                    findings.fail(str(exc), seq=seq, file=ENTRIES)
-    return findings.done(f"{len(ctx.bodies)} bodies: seq and log match, fields as specified", file=ENTRIES)
-
-
-def check_signatures(ctx: _Context) -> list[Check]:
-    """Ed25519 over the body bytes, by the key ``key`` of keys.json, valid at the entry's seq."""
-    if (skipped := _entries_not_ready(ctx, "entries.signatures")) is not None:
-        return skipped
-    if ctx.keys is None:
-        return _not_checked("entries.signatures", f"{KEYS} is unusable")
-    findings = _Findings("entries.signatures")
-    signed: dict[str, list[int]] = {}
-    for seq, body in sorted(ctx.bodies.items()):
-        fields = ctx.entries[seq].fields
-        hex_id = fields.get("key")
-        if not isinstance(hex_id, str) or not re.fullmatch(r"[0-9a-f]{8}", hex_id):
-            findings.fail(f"seq {seq}: key must be 8 lowercase hex digits", seq=seq, file=ENTRIES)
-            continue
-        sig_text = fields.get("sig")
-        signature = ctx.prefetch.signature(ctx.entries[seq].line, sig_text)
-        if signature is None:
-            signature = _b64decode(sig_text) if isinstance(sig_text, str) else None
-        if signature is None or len(signature) != ED25519_SIG_SIZE:
-            findings.fail(f"seq {seq}: sig is not base64 of a 64-byte Ed25519 signature", seq=seq, file=ENTRIES)
-            continue
-        record = ctx.keys.get(hex_id)
-        if record is None:
-            findings.fail(f"seq {seq}: key {hex_id} is not in {KEYS}", seq=seq, file=ENTRIES)
-            continue
-        if not record.covers(seq):
+        if "log" in body and body["log"] != self.origin:
             findings.fail(
-                f"seq {seq}: key {hex_id} is not valid at this seq (valid {record.validity()})", seq=seq, file=ENTRIES
+                f"seq {seq}: body log is {_show(body['log'])}, not the manifest origin", seq=seq, file=ENTRIES
             )
-            continue
-        body_text = fields.get("body")
-        verified = ctx.prefetch.result(ctx.entries[seq].line, hex_id, sig_text, body_text)  # type: ignore[arg-type]
-        if verified is None:
-            verified = record.key.verify(body, signature)
-        if not verified:
-            findings.fail(f"seq {seq}: signature does not verify", seq=seq, file=ENTRIES)
-            continue
-        signed.setdefault(hex_id, []).append(seq)
-    who = "; ".join(
-        f"key {ctx.keys[hex_id].key.label}{' (trusted)' if ctx.keys[hex_id].trusted else ''} signed seq "
-        f"{_seq_ranges(seqs)}"
-        for hex_id, seqs in signed.items()
-    )
-    count = sum(len(seqs) for seqs in signed.values())
-    return findings.done(f"{count} signatures verify" + (f": {who}" if who else ""), file=ENTRIES)
+        prefix = f"seq {seq}: body "
+        if "prev" in body:
+            try:
+                prev = _hex_member(body, "prev", prefix, HASH_SIZE)
+            except FormatError as exc:
+                findings.fail(str(exc), seq=seq, file=ENTRIES)
+            else:
+                self.link(seq, prev)
+        if "payload_digest" in body:
+            try:
+                digest = _hex_member(body, "payload_digest", prefix, HASH_SIZE)
+            except FormatError as exc:
+                findings.fail(str(exc), seq=seq, file=ENTRIES)
+            else:
+                self.payload(seq, digest, fields)
 
+    def link(self, seq: int, prev: bytes, *, late: bool = False) -> None:
+        """A disclosed entry's ``prev`` is the hash of the previous seq (64 zeros for seq 0)."""
+        if seq == 0:
+            expected: bytes | None = bytes(HASH_SIZE)
+        elif seq == self.first:
+            return  # the first entry's prev links outside the range: the range proof binds it instead
+        else:
+            expected = self.leaves.get(seq - 1)
+            if expected is None and not late and seq - 1 not in self.kinds:
+                self.waiting_links[seq] = prev  # its predecessor may still come (the pack is out of order)
+                return
+        if expected is None:
+            self.chain.fail(
+                f"seq {seq}: prev cannot be checked: seq {seq - 1} is missing or its hash is malformed",
+                seq=seq,
+                file=ENTRIES,
+            )
+        elif prev != expected:
+            what = "64 zeros (seq 0)" if seq == 0 else f"the hash of seq {seq - 1}"
+            self.chain.fail(f"seq {seq}: prev does not match {what}", seq=seq, file=ENTRIES)
+        else:
+            self.links += 1
 
-def check_payloads(ctx: _Context) -> list[Check]:
-    """payload_digest == hex(SHA-256(salt || payload UTF-8 bytes)); erased payloads are reported."""
-    if (skipped := _entries_not_ready(ctx, "entries.payloads")) is not None:
-        return skipped
-    findings = _Findings("entries.payloads")
-    matched: list[int] = []
-    erased: list[int] = []
-    for seq, digest in sorted(ctx.body_payload_digest.items()):
+    def payload(self, seq: int, digest: bytes, fields: dict[str, object]) -> None:
+        """payload_digest == hex(SHA-256(salt || payload UTF-8 bytes)); erased payloads are reported."""
         prefix = f"seq {seq}: payload "
         try:
-            payload = _object(_member(ctx.entries[seq].fields, "payload", f"seq {seq}: "), f"seq {seq}: payload")
+            payload = _object(_member(fields, "payload", f"seq {seq}: "), f"seq {seq}: payload")
             if "erased" in payload:
                 _object(payload["erased"], f"seq {seq}: payload erased")
-                erased.append(seq)
-                continue
+                self.erased.append(seq)
+                return
             salt = _hex_member(payload, "salt", prefix, None)
             text = _member(payload, "payload", prefix)
             if not isinstance(text, str):
@@ -1406,44 +1493,145 @@ def check_payloads(ctx: _Context) -> list[Check]:
             content = text.encode("utf-8")
         except (FormatError, UnicodeEncodeError) as exc:
             message = str(exc) if isinstance(exc, FormatError) else f"seq {seq}: payload is not valid Unicode text"
-            findings.fail(message, seq=seq, file=ENTRIES)
-            continue
+            self.payloads.fail(message, seq=seq, file=ENTRIES)
+            return
         if _sha256(salt + content) != digest:
-            findings.fail(f"seq {seq}: payload does not match payload_digest", seq=seq, file=ENTRIES)
-            continue
-        matched.append(seq)
-    summary = f"{len(matched)} payloads match payload_digest"
-    if erased:
-        summary += f"; {len(erased)} erased (seq {_seq_ranges(erased)}), their digests still signed"
-    return findings.done(summary, file=ENTRIES)
+            self.payloads.fail(f"seq {seq}: payload does not match payload_digest", seq=seq, file=ENTRIES)
+            return
+        self.matched_payloads += 1
+
+    def signature(self, seq: int, body: bytes, fields: dict[str, object]) -> None:
+        """Ed25519 over the body bytes, by the key ``key`` of keys.json, valid at the entry's seq."""
+        keys = self.ctx.keys
+        if keys is None or self.checker is None:
+            return  # reported as not checked
+        findings = self.signatures
+        hex_id = fields.get("key")
+        if not isinstance(hex_id, str) or not _LOWER_KEY_ID_RE.fullmatch(hex_id):
+            findings.fail(f"seq {seq}: key must be 8 lowercase hex digits", seq=seq, file=ENTRIES)
+            return
+        sig_text = fields.get("sig")
+        signature = _b64decode(sig_text) if isinstance(sig_text, str) else None
+        if signature is None or len(signature) != ED25519_SIG_SIZE:
+            findings.fail(f"seq {seq}: sig is not base64 of a 64-byte Ed25519 signature", seq=seq, file=ENTRIES)
+            return
+        record = keys.get(hex_id)
+        if record is None:
+            findings.fail(f"seq {seq}: key {hex_id} is not in {KEYS}", seq=seq, file=ENTRIES)
+            return
+        if not record.covers(seq):
+            findings.fail(
+                f"seq {seq}: key {hex_id} is not valid at this seq (valid {record.validity()})", seq=seq, file=ENTRIES
+            )
+            return
+        self.checker.add(seq, hex_id, record.key.public_key, body, signature)
+
+    def verdict(self, seq: int, hex_id: str, verified: bool) -> None:
+        if verified:
+            self.signed.setdefault(hex_id, []).append(seq)
+        else:
+            self.signatures.fail(f"seq {seq}: signature does not verify", seq=seq, file=ENTRIES)
+
+    # -- summaries ------------------------------------------------------------------------------------
+
+    def completed(self, manifest: Manifest) -> list[Check]:
+        findings, first, last = self.completeness, self.first, self.last
+        missing = (last - first + 1) - len(self.kinds)
+        if missing:
+            shown = 0
+            for seq in range(first, last + 1):  # stops after the failures it can show
+                if seq not in self.kinds:
+                    findings.fail(f"{ENTRIES}: seq {seq} is missing", seq=seq, file=ENTRIES)
+                    shown += 1
+                    if shown == MAX_FAILURES_SHOWN:
+                        break
+            findings.count += missing - shown
+        for seq, extra in self.repeats.items():
+            findings.fail(f"{ENTRIES}: seq {seq} appears {extra + 1} times", seq=seq, file=ENTRIES)
+        disclosed = sum(1 for kind in self.kinds.values() if kind)
+        hidden = len(self.kinds) - disclosed
+        if not findings.count and (disclosed, hidden) != (manifest.disclosed, manifest.hidden):
+            findings.fail(
+                f"{ENTRIES}: {disclosed} disclosed and {hidden} hidden entries, the manifest says "
+                f"{manifest.disclosed} and {manifest.hidden}",
+                file=ENTRIES,
+            )
+        return findings.done(
+            f"seq {first}..{last} each present once, in order ({disclosed} disclosed, {hidden} hidden)", file=ENTRIES
+        )
+
+    def signed_summary(self) -> list[Check]:
+        keys = self.ctx.keys
+        if keys is None:
+            return _not_checked("entries.signatures", f"{KEYS} is unusable")
+        who = "; ".join(
+            f"key {keys[hex_id].key.label}{' (trusted)' if keys[hex_id].trusted else ''} signed seq {_seq_ranges(seqs)}"
+            for hex_id, seqs in self.signed.items()
+        )
+        count = sum(len(seqs) for seqs in self.signed.values())
+        return self.signatures.done(f"{count} signatures verify" + (f": {who}" if who else ""), file=ENTRIES)
+
+    def payload_summary(self) -> list[Check]:
+        summary = f"{self.matched_payloads} payloads match payload_digest"
+        if self.erased:
+            summary += f"; {len(self.erased)} erased (seq {_seq_ranges(self.erased)}), their digests still signed"
+        return self.payloads.done(summary, file=ENTRIES)
+
+
+def _entry_checks(ctx: _Context) -> dict[str, list[Check]]:
+    """The results of every entry check, from one pass over entries.jsonl (made when first needed)."""
+    if ctx.entry_checks is None:
+        if ctx.manifest is None:
+            ctx.entry_checks = {name: _not_checked(name, ctx.manifest_error) for name in _ENTRY_CHECKS}
+        elif not ctx.pack.has(ENTRIES):
+            failed = _Findings(_ENTRY_CHECKS[0])
+            failed.fail(ctx.pack.absent(ENTRIES), file=ENTRIES)
+            ctx.entry_checks = {
+                _ENTRY_CHECKS[0]: failed.done(""),
+                **{name: _not_checked(name, f"{ENTRIES} is unusable") for name in _ENTRY_CHECKS[1:]},
+            }
+        else:
+            ctx.entry_checks = _EntryPass(ctx, ctx.manifest).run(ctx.manifest)
+    return ctx.entry_checks
+
+
+def check_completeness(ctx: _Context) -> list[Check]:
+    """Every seq of the manifest's range present once, in increasing order; the disclosed and hidden counts."""
+    return _entry_checks(ctx)["entries.completeness"]
+
+
+def check_hashes(ctx: _Context) -> list[Check]:
+    """Each line's ``hash``; for disclosed entries, hash == SHA-256(0x00 || body) (RFC 9162 leaf hash)."""
+    return _entry_checks(ctx)["entries.hashes"]
+
+
+def check_bodies(ctx: _Context) -> list[Check]:
+    """Body JSON: the ledger's fields, ``v`` 1, ``seq`` the line's, ``log`` the manifest origin."""
+    return _entry_checks(ctx)["entries.bodies"]
+
+
+def check_signatures(ctx: _Context) -> list[Check]:
+    """Ed25519 over the body bytes, by the key ``key`` of keys.json, valid at the entry's seq."""
+    return _entry_checks(ctx)["entries.signatures"]
+
+
+def check_payloads(ctx: _Context) -> list[Check]:
+    """payload_digest == hex(SHA-256(salt || payload UTF-8 bytes)); erased payloads are reported."""
+    return _entry_checks(ctx)["entries.payloads"]
 
 
 def check_chain(ctx: _Context) -> list[Check]:
     """A disclosed entry's ``prev`` is the hash of the previous seq (64 zeros for seq 0)."""
-    if (skipped := _entries_not_ready(ctx, "entries.chain")) is not None:
-        return skipped
-    assert ctx.manifest is not None
-    findings = _Findings("entries.chain")
-    checked = 0
-    for seq, prev in sorted(ctx.body_prev.items()):
-        if seq == 0:
-            expected: bytes | None = bytes(HASH_SIZE)
-        elif seq == ctx.manifest.first_seq:
-            continue  # the first entry's prev links outside the range: the range proof binds it instead
-        else:
-            expected = ctx.leaves.get(seq - 1)
-        if expected is None:
-            findings.fail(
-                f"seq {seq}: prev cannot be checked: seq {seq - 1} is missing or its hash is malformed",
-                seq=seq,
-                file=ENTRIES,
-            )
-        elif prev != expected:
-            what = "64 zeros (seq 0)" if seq == 0 else f"the hash of seq {seq - 1}"
-            findings.fail(f"seq {seq}: prev does not match {what}", seq=seq, file=ENTRIES)
-        else:
-            checked += 1
-    return findings.done(f"{checked} chain links match the previous entry's hash", file=ENTRIES)
+    return _entry_checks(ctx)["entries.chain"]
+
+
+def _entries_not_ready(ctx: _Context, name: str) -> list[Check] | None:
+    _entry_checks(ctx)
+    if ctx.manifest is None:
+        return _not_checked(name, ctx.manifest_error)
+    if not ctx.entries_read:
+        return _not_checked(name, f"{ENTRIES} is unusable")
+    return None
 
 
 # --- 4. range proof and 5. checkpoint ---------------------------------------------------------------
@@ -1579,29 +1767,28 @@ def check_inclusion_proofs(ctx: _Context) -> list[Check]:
         return _not_checked("inclusion_proofs", ctx.checkpoint_error)
     checkpoint = ctx.checkpoint
     findings = _Findings("inclusion_proofs")
-    data = ctx.pack.get(INCLUSION_PROOFS)
-    if data is None:
+    if not ctx.pack.has(INCLUSION_PROOFS):
         findings.fail(ctx.pack.absent(INCLUSION_PROOFS), file=INCLUSION_PROOFS)
         return findings.done("")
     verified: list[int] = []
-    for number, text in _jsonl_lines(data, INCLUSION_PROOFS, findings):
+    for number, raw in ctx.pack.lines(INCLUSION_PROOFS, findings):
         where = f"{INCLUSION_PROOFS} line {number}"
         try:
-            proof = _object(load_json(text, where), where)
+            proof = _object(load_json(raw, where), where)
             seq = _int_member(proof, "seq", f"{where}: ")
             size = _int_member(proof, "tree_size", f"{where}: ")
             hashes = _hash_list(_member(proof, "hashes", f"{where}: "), f"{where}: hashes")
         except FormatError as exc:
             findings.fail(str(exc), file=INCLUSION_PROOFS)
             continue
-        entry, leaf = ctx.entries.get(seq), ctx.leaves.get(seq)
+        disclosed, leaf = ctx.entries.get(seq), ctx.leaves.get(seq)
         if size != checkpoint.size:
             findings.fail(
                 f"seq {seq}: inclusion proof tree_size {size} is not the checkpoint size {checkpoint.size}",
                 seq=seq,
                 file=INCLUSION_PROOFS,
             )
-        elif entry is None or not entry.disclosed or leaf is None:
+        elif not disclosed or leaf is None:
             findings.fail(
                 f"seq {seq}: inclusion proof for an entry not disclosed in {ENTRIES}", seq=seq, file=INCLUSION_PROOFS
             )
@@ -1617,6 +1804,8 @@ def check_inclusion_proofs(ctx: _Context) -> list[Check]:
                 )
                 continue
             verified.append(seq)
+    if INCLUSION_PROOFS in ctx.pack.errors:
+        findings.fail(ctx.pack.absent(INCLUSION_PROOFS), file=INCLUSION_PROOFS)
     summary = f"{len(verified)} inclusion proofs verify against the checkpoint root"
     if verified:
         summary += f" (seq {_seq_ranges(verified)})"
@@ -1721,6 +1910,20 @@ _CHECKS: Final[tuple[Callable[[_Context], list[Check]], ...]] = (
     check_consistency,
     check_pdf,
 )
+# The order the checks run in: keys before entries.jsonl, and the one pass over entries.jsonl (which records its
+# SHA-256 on the way) before the file digests, so that the largest member is inflated once.  Reports list the
+# checks in the order above.
+_RUN_ORDER: Final = (
+    check_manifest,
+    check_manifest_signature,
+    check_keys,
+    check_completeness,
+    *(
+        check
+        for check in _CHECKS
+        if check not in (check_manifest, check_manifest_signature, check_keys, check_completeness)
+    ),
+)
 
 
 def parse_trusted_keys(keys: Iterable[str]) -> tuple[VerifierKey, ...]:
@@ -1736,33 +1939,32 @@ def parse_trusted_keys(keys: Iterable[str]) -> tuple[VerifierKey, ...]:
     return tuple(parsed)
 
 
-def verify_pack(path: str | os.PathLike[str] | bytes, trusted_keys: Iterable[str]) -> Report:
+def verify_pack(path: str | os.PathLike[str] | bytes, trusted_keys: Iterable[str], *, libsodium: bool = True) -> Report:
     """Verify the evidence pack at ``path`` (or the ZIP bytes) against the trusted verifier keys.
 
     Raises :class:`PackError` only for bad usage (unreadable file, not a ZIP, malformed key); every
-    problem inside the pack is a failed :class:`Check` in the returned :class:`Report`.
+    problem inside the pack is a failed :class:`Check` in the returned :class:`Report`.  ``libsodium=False``
+    checks every entry signature with ``cryptography`` alone, even where PyNaCl is installed (same verdicts).
     """
     trusted = parse_trusted_keys(trusted_keys)
     label = "<bytes>" if isinstance(path, bytes) else os.fspath(path)
     source = io.BytesIO(path) if isinstance(path, bytes) else path
-    try:
-        with zipfile.ZipFile(source) as archive:
+    with contextlib.ExitStack() as stack:
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(source))
             pack = _Pack(archive)
-    except FileNotFoundError:
-        raise PackError(f"{label}: no such file") from None
-    except zipfile.BadZipFile:
-        raise PackError(f"{label}: not a ZIP file") from None
-    except _ZIP_ERRORS as exc:
-        raise PackError(f"{label}: cannot be read ({exc})") from None
-    ctx = _Context(pack=pack, trusted=trusted)
-    _read_checkpoint(ctx)
-    checks: list[Check] = []
-    try:
-        for check in _CHECKS:
-            checks.extend(check(ctx))
-    finally:
-        ctx.prefetch.close()
-    return Report(label, tuple(checks))
+        except FileNotFoundError:
+            raise PackError(f"{label}: no such file") from None
+        except zipfile.BadZipFile:
+            raise PackError(f"{label}: not a ZIP file") from None
+        except _ZIP_ERRORS as exc:
+            raise PackError(f"{label}: cannot be read ({exc})") from None
+        ctx = _Context(pack=pack, trusted=trusted, libsodium=libsodium)
+        _read_checkpoint(ctx)
+        results: dict[Callable[[_Context], list[Check]], list[Check]] = {}
+        for check in _RUN_ORDER:
+            results[check] = check(ctx)
+    return Report(label, tuple(itertools.chain.from_iterable(results[check] for check in _CHECKS)))
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -1783,9 +1985,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a trusted verifier key <origin>+<key id>+<base64 key> (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--cryptography-only",
+        action="store_true",
+        help="check entry signatures with cryptography alone, even where PyNaCl (libsodium) is installed",
+    )
     args = parser.parse_args(argv)
     try:
-        report = verify_pack(args.pack, args.key)
+        report = verify_pack(args.pack, args.key, libsodium=not args.cryptography_only)
     except PackError as exc:
         sys.stderr.write(f"{parser.prog}: {exc}\n")
         return 2

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -819,37 +820,114 @@ def test_random_zip_bytes_are_a_usage_error_or_a_report(data: bytes) -> None:
         assert not report.ok
 
 
-@pytest.mark.parametrize("workers", ["processes", "threads"])
-def test_signature_prefetch_gives_the_same_report(pack: fx.Pack, workers: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Signatures checked ahead in worker processes (or threads) give exactly the report of checking them one by
-    one, for a valid pack and for one with a changed body byte (whose signature must then fail)."""
+class _BrokenPool:
+    """A signature pool that refuses every batch: the verifier must check each one itself."""
+
+    def submit(self, *args: object) -> None:
+        raise RuntimeError("broken")
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+@pytest.mark.parametrize("workers", ["processes", "threads", "dead processes"])
+def test_signature_workers_give_the_same_report(pack: fx.Pack, workers: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signatures checked in worker processes (or threads, or by workers that die) give exactly the report of
+    checking them one by one here, for a valid pack and for one with a changed body byte (its signature fails)."""
     tampered = fx.Pack(pack.log, dict(pack.members), dict(pack.manifest))
     change_body_byte(tampered)
-    monkeypatch.setattr(verifier, "_PREFETCH_BATCH", 10**9)  # never flushed early ...
-    monkeypatch.setattr(verifier._SignaturePrefetch, "flush", lambda self: None)  # ... nor at all: inline checks
+    monkeypatch.setattr(verifier, "_signature_pool", lambda libsodium: _BrokenPool())
     inline, inline_tampered = run(pack), run(tampered)
     monkeypatch.undo()
-    monkeypatch.setattr(verifier, "_PREFETCH_BATCH", 2)  # several batches even for a small pack
+    monkeypatch.setattr(verifier, "_SIGNATURE_BATCH", 2)  # several batches even for a small pack
     monkeypatch.setattr(verifier.threading, "active_count", lambda: 2 if workers == "threads" else 1)
+    if workers == "dead processes":
+        monkeypatch.setattr(verifier, "_verify_worker", lambda *args: os._exit(3))
     assert run(pack) == inline
     assert run(tampered) == inline_tampered
     assert inline.ok
     assert "seq 12: signature does not verify" in inline_tampered.text()
 
 
-def test_prefetched_result_is_used_only_for_the_same_inputs() -> None:
-    """A verdict computed for one signature is not taken for another one at the same line."""
-    key = verifier.VerifierKey("p.example/log", bytes(4), bytes(32))
-    prefetch = verifier._SignaturePrefetch()
-    try:
-        signature = base64.b64encode(bytes(64)).decode()
-        prefetch.add(3, "00000000", signature, '{"a":1}', key)
-        prefetch.flush()
-        assert prefetch.result(3, "00000000", signature, '{"a":1}') is False  # zero bytes: not a valid point
-        assert prefetch.result(3, "00000000", signature, '{"a":2}') is None
-        assert prefetch.result(3, "00000001", signature, '{"a":1}') is None
-        assert prefetch.result(4, "00000000", signature, '{"a":1}') is None
-        assert prefetch.signature(3, signature) == bytes(64)
-        assert prefetch.signature(3, signature[:-4] + "AAA=") is None
-    finally:
-        prefetch.close()
+def test_cryptography_only_gives_the_same_report(pack: fx.Pack) -> None:
+    tampered = fx.Pack(pack.log, dict(pack.members), dict(pack.manifest))
+    change_signature(tampered)
+    for candidate in (pack, tampered):
+        key = candidate.log.key.verifier_key
+        assert verify_pack(candidate.zip_bytes(), [key], libsodium=False) == verify_pack(candidate.zip_bytes(), [key])
+    assert verifier._LIBSODIUM is not None  # PyNaCl is a dependency of the ledger, so both paths ran
+
+
+ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+SMALL_ORDER_KEY = bytes([1]) + bytes(31)  # the identity point
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=64),
+    st.integers(min_value=0, max_value=95),
+    st.integers(min_value=0, max_value=255),
+    st.sampled_from(["message", "signature", "key", "none"]),
+)
+def test_libsodium_verdicts_are_openssl_verdicts(message: bytes, position: int, xor: int, part: str) -> None:
+    """With libsodium the verdict of every check is OpenSSL's: valid signatures pass, every changed byte fails."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(message).digest())
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    signature = bytearray(private.sign(message))
+    key, text = bytearray(public), bytearray(message)
+    if part == "signature":
+        signature[position % 64] ^= xor
+    elif part == "key":
+        key[position % 32] ^= xor
+    elif part == "message" and text:
+        text[position % len(text)] ^= xor
+    items = [(bytes(key), bytes(text), bytes(signature))]
+    assert verifier._verify_items(items, libsodium=True) == verifier._verify_items(items, libsodium=False)
+
+
+def test_libsodium_refusals_are_decided_by_openssl() -> None:
+    """libsodium refuses more than OpenSSL (a small-order key, a non-canonical S); the verifier then takes
+    OpenSSL's answer, so the verdict never depends on whether PyNaCl is installed."""
+    forged = bytes([1]) + bytes(31) + bytes(32)  # R = identity, S = 0: "valid" for the identity key in OpenSSL
+    non_canonical = bytearray(64)
+    non_canonical[32:] = (ED25519_ORDER + 1).to_bytes(32, "little")
+    items = [
+        (SMALL_ORDER_KEY, b"any message", forged),
+        (bytes(32), b"m", bytes(non_canonical)),
+        (bytes(32), b"", bytes(64)),
+    ]
+    assert verifier._verify_items(items, libsodium=True) == verifier._verify_items(items, libsodium=False)
+
+
+def test_entries_are_streamed_not_read_whole(pack: fx.Pack, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = verifier._Pack.get
+
+    def get(self: verifier._Pack, name: str) -> bytes | None:
+        assert name not in (verifier.ENTRIES, verifier.INCLUSION_PROOFS), f"{name} was read whole"
+        return original(self, name)
+
+    monkeypatch.setattr(verifier._Pack, "get", get)
+    monkeypatch.setattr(verifier, "_CHUNK", 100)  # lines cut across many pieces
+    assert run(pack).ok
+
+
+def test_entries_member_broken_off_in_the_zip(pack: fx.Pack) -> None:
+    """A corrupted deflate stream or CRC in entries.jsonl: reported, nothing of what was read is trusted."""
+    data = bytearray(pack.zip_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo(verifier.ENTRIES)
+    name_length, extra_length = (
+        int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.compress_size // 2] ^= 0xFF
+    report = verify_pack(bytes(data), [pack.log.key.verifier_key])
+    assert not report.ok
+    completeness = failures(report)["entries.completeness"]
+    assert any("entries.jsonl cannot be read from the ZIP" in check.message for check in completeness)
+    assert failures(report)["entries.signatures"][0].message == "not checked: entries.jsonl is unusable"
+    assert any("entries.jsonl: cannot be read from the ZIP" in check.message for check in failures(report)["files"])
