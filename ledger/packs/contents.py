@@ -121,6 +121,8 @@ Verify it offline, on any machine with Python 3.11 or newer and the `cryptograph
     python -m pip install cryptography
     python verify.py THIS-PACK.zip --key '{verifier_key}'
 
+(`python -m pip install pynacl` as well makes it about 1.5 times faster, with the same verdicts.)
+
 Obtain the key from the entity through a channel you trust, not from this pack. The verifier checks the file
 digests and the manifest signature, every disclosed entry's signature, hash and payload digest, the chain links
 and that every seq of the range is present, the Merkle root of the range against the signed checkpoint, the

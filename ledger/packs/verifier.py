@@ -11,6 +11,10 @@ passes, 1 when any check fails, 2 on bad usage (unreadable file, not a ZIP, malf
 
 This file is self-contained on purpose: it needs Python 3.11+ and the ``cryptography`` package (for
 Ed25519) and nothing else, no database and no network, so an auditor can read it and run it alone.
+Where PyNaCl happens to be installed, entry signatures are first given to libsodium (about twice as fast);
+what libsodium refuses is checked again by ``cryptography``, whose answer counts, so the verdicts are the
+same with or without it (``--cryptography-only`` skips libsodium).  entries.jsonl is read as a stream, once:
+memory grows with the number of entries by about a hash each, not by their size.
 From Python: ``verify_pack(path, [vkey, ...])`` returns a :class:`Report`.
 
 Specifications followed:
