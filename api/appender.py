@@ -6,6 +6,10 @@ queued while the previous group was being written and commits it with one call
 (:meth:`Ledger.commit_prepared`): one thread hop and one shared transaction per group instead of one
 per request, and the preparing overlaps the previous commit.  Each request's batch stays
 all-or-nothing, with its own result or error.
+
+Load shedding: when more appends wait than the log can commit soon (``api_max_queued_appends``), a new one is
+refused at once with 503 and Retry-After, before any work is done for it, so that an overloaded server answers
+quickly instead of letting every request time out.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 
 from starlette.concurrency import run_in_threadpool
 
+from api.errors import ApiProblem
 from ledger.errors import StorageUnavailable
 from ledger.service import AppendResult, Ledger, PreparedBatch
 from schemas.envelope import EventIn
@@ -22,13 +27,25 @@ from schemas.envelope import EventIn
 MAX_GROUP = 2000  # requests per group; more wait for the next one
 
 
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
 class AsyncAppender:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, max_queued: int = 1000) -> None:
         self._ledger = ledger
+        self._max_queued = max_queued
         self._pending: list[tuple[PreparedBatch, asyncio.Future[list[AppendResult]]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def append(self, events: Sequence[EventIn], producer: str) -> list[AppendResult]:
+        if len(self._pending) >= self._max_queued:
+            raise ApiProblem(
+                503,
+                "Server busy",
+                "too many appends are waiting to be committed; retry later",
+                kind="busy",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+            )
         batch = self._ledger.prepare_batch(events, producer)  # raises ValidationError at once
         future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
         self._pending.append((batch, future))

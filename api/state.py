@@ -49,7 +49,7 @@ class AppState:
         """The event-loop side of group commit for one log (created on first use)."""
         found = self._appenders.get(ledger.origin)
         if found is None:
-            found = self._appenders[ledger.origin] = AsyncAppender(ledger)
+            found = self._appenders[ledger.origin] = AsyncAppender(ledger, self.settings.api_max_queued_appends)
         return found
 
     def cached_ledger(self, origin: str) -> Ledger | None:

@@ -405,8 +405,10 @@ def serve(
     if level not in LOG_LEVELS:
         raise ValidationError(f"unknown log level; use one of {', '.join(LOG_LEVELS)}")
     configure_json_logging(level)
+    settings = _settings()
     uvicorn.run(
-        create_app(_settings()),
+        create_app(settings),
+        limit_concurrency=settings.api_max_concurrency,  # beyond it uvicorn answers 503 at once
         host=host,
         port=port,
         log_level=level,

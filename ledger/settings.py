@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     api_page_size_max: int = Field(default=1000, ge=1)
     api_rate_limit_per_second: float = Field(default=200.0, gt=0, description="sustained requests per key")
     api_rate_limit_burst: int = Field(default=400, ge=1)
+    api_max_queued_appends: int = Field(
+        default=1000,
+        ge=1,
+        description="appends waiting for a commit; beyond it new ones get 503 at once (load shedding)",
+    )
+    api_max_concurrency: int = Field(
+        default=2000, ge=1, description="connections and requests `ledger serve` handles at once; beyond it 503"
+    )
     api_cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (JSON list)")
     database_timeout_seconds: float = Field(
         default=3.0, gt=0, description="connect / pool wait limit; beyond it requests fail with 503"
