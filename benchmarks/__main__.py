@@ -19,7 +19,16 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import http_append, ingest_batch, ingest_single, kafka_bus, packs, report, seal_restore
+from benchmarks import (
+    http_append,
+    ingest_batch,
+    ingest_single,
+    kafka_bus,
+    load_drill,
+    packs,
+    report,
+    seal_restore,
+)
 from benchmarks.common import BATCH_SIZE, Context, Results, Scale, conninfo, cpu_model, nproc
 
 # Registry order is run order: the batch run comes first so that its peak-RSS figure is the ledger's.
@@ -28,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "ingest.single": ingest_single.run,
     "ingest.single_concurrent": ingest_single.run_concurrent,
     "http.append": http_append.run,
+    "http.load_drill": load_drill.run,
     "kafka.relay": kafka_bus.run_relay,
     "kafka.ingest": kafka_bus.run_ingest,
     "retention.seal_restore": seal_restore.run,

@@ -93,6 +93,10 @@ class Scale:
     """Size of the log sealed into Azurite (and into a directory) in ``retention.seal_azurite``."""
     pack_entries: int = 100_000
     """Size of the log exported as one evidence pack (every entry in scope) and verified in ``packs.build_verify``."""
+    load_rate: float = 1_000.0
+    """Requests per second offered in ``http.load_drill`` (then twice that)."""
+    load_seconds: float = 60.0
+    """Measured seconds of each rate in ``http.load_drill``."""
 
     @classmethod
     def default(cls) -> Scale:
@@ -112,6 +116,7 @@ class Scale:
             seal_restore_entries=20_000,
             seal_azurite_entries=20_000,
             pack_entries=10_000,
+            load_seconds=5.0,
         )
 
 
