@@ -11,7 +11,7 @@ import base64
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -149,6 +149,7 @@ class Auditor:
         self._tree = CompactRange(0, [])
         self._stream_next: dict[str, int] = {}
         self._roots_by_size: dict[int, bytes] = {}
+        self._contradicted: list[int] = []  # sizes of validly signed checkpoints whose root the entries do not give
         self._pool = ThreadPoolExecutor(SIGNATURE_THREADS)
         self._check_checkpoints_at(0)
 
@@ -312,7 +313,9 @@ class Auditor:
                 root = root or self._tree.root()
                 self._check_checkpoint(checkpoint, root)
 
-    def _check_checkpoint(self, record: CheckpointRecord, root: bytes) -> None:
+    def _check_checkpoint(self, record: CheckpointRecord, root: bytes | None) -> bool:
+        """Check one stored checkpoint (against ``root``, the entries' root at its size, when the log reaches
+        it); whether its signature verified."""
         self.report.checkpoints_checked += 1
         seq = record.size - 1 if record.size else None
         verifiers = [
@@ -329,10 +332,11 @@ class Auditor:
             parsed = parse_checkpoint(opened.text)
         except VerificationError as exc:
             self._find(seq, "bad-checkpoint", f"checkpoint of size {record.size}: {exc}")
-            return
+            return False
         if parsed.origin != self._origin or parsed.size != record.size or parsed.root != record.root:
             self._find(seq, "bad-checkpoint", f"checkpoint of size {record.size} disagrees with its stored columns")
-        if parsed.root != root:
+        if root is not None and parsed.root != root:
+            self._contradicted.append(record.size)
             self._find(
                 seq,
                 "root-mismatch",
@@ -342,6 +346,25 @@ class Auditor:
         earlier = self._roots_by_size.setdefault(record.size, parsed.root)
         if earlier != parsed.root:
             self._find(seq, "fork", f"two signed checkpoints of size {record.size} have different roots")
+        return True
+
+    def _report_contradictions(self) -> None:
+        """A validly signed checkpoint whose root the entries do not give, while every entry it covers checked
+        clean (each entry is signed by the log key, chained to the one before): two signed histories of the same
+        entries, a fork, whatever the sizes of the checkpoints involved."""
+        first_bad_entry = min(
+            (f.seq for f in self.report.findings if f.seq is not None and f.code not in _CHECKPOINT_CODES),
+            default=None,
+        )
+        forks = {f.seq for f in self.report.findings if f.code == "fork"}
+        for size in self._contradicted:
+            if (first_bad_entry is None or first_bad_entry >= size) and size - 1 not in forks:
+                self._find(
+                    size - 1,
+                    "fork",
+                    f"the signed checkpoint of size {size} contradicts the signed entries 0..{size - 1}: "
+                    "two histories of the log were signed",
+                )
 
     def check_leftover_nodes(self, nodes: Iterable[tuple[int, NodeRecord]]) -> None:
         """Stored tree nodes that end beyond the last entry should not exist."""
@@ -353,13 +376,14 @@ class Auditor:
         self._pool.shutdown()
         last_size = self._expected_seq
         for checkpoint in self._checkpoints[self._next_checkpoint :]:
-            self.report.checkpoints_checked += 1
-            self._find(
-                last_size,
-                "truncated",
-                f"a signed checkpoint covers {checkpoint.size} entries but the log ends at {last_size}: "
-                f"entries {last_size}..{checkpoint.size - 1} are missing",
-            )
+            if self._check_checkpoint(checkpoint, None):  # only a valid signature proves entries were there
+                self._find(
+                    last_size,
+                    "truncated",
+                    f"a signed checkpoint covers {checkpoint.size} entries but the log ends at {last_size}: "
+                    f"entries {last_size}..{checkpoint.size - 1} are missing",
+                )
+        self._report_contradictions()
         if head.size != last_size:
             self._find(None, "head-mismatch", f"log head says size {head.size}, entries end at {last_size}")
         elif head.size and head.head_hash != self._prev:
@@ -369,6 +393,11 @@ class Auditor:
         self.report.root = self._tree.root().hex()
         self.report.findings.sort(key=lambda f: (f.seq is None, f.seq or 0))  # stable: per seq, in check order
         return self.report
+
+
+_CHECKPOINT_CODES: Final = frozenset(
+    {"root-mismatch", "fork", "bad-checkpoint", "truncated", "head-mismatch", "node-mismatch", "node-missing"}
+)
 
 
 def iter_batches(
