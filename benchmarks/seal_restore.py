@@ -171,6 +171,51 @@ def build_log(ledger: Ledger, total: int) -> float:
 # --- the benchmark -----------------------------------------------------------------------------------
 
 
+PROOFS = 1000  # random proofs timed, of each kind
+PROOF_TARGET = Target(5, "ms", higher_is_better=False)
+
+
+def _percentile_ms(seconds: list[float], q: float) -> float:
+    ordered = sorted(seconds)
+    return ordered[max(0, -(-len(ordered) * int(q) // 100) - 1)] * 1000
+
+
+def _proof_latency(results: Any, ledger: Ledger, total: int) -> None:
+    """Inclusion and consistency proofs over the whole log (``Ledger.inclusion_proof`` / ``consistency_proof``,
+    each a read of its stored tree nodes and the hashing), for random seqs and sizes; the baseline is one primary
+    key lookup of an entry's hash on the same database (a proof's floor is one such round trip)."""
+    import random
+
+    import sqlalchemy as sa
+
+    rng = random.Random(20261202)
+    timings: dict[str, list[float]] = {"inclusion": [], "consistency": [], "raw_lookup": []}
+    lookup = sa.text("SELECT hash FROM entries WHERE log_id = :log AND seq = :seq")
+    with ledger.recorder.engine.connect() as conn:
+        for _ in range(PROOFS):
+            seq = rng.randrange(total)
+            began = time.perf_counter()
+            conn.execute(lookup, {"log": ledger.log_id, "seq": seq}).scalar_one()
+            timings["raw_lookup"].append(time.perf_counter() - began)
+    for _ in range(PROOFS):
+        seq, old = rng.randrange(total), rng.randrange(1, total)
+        began = time.perf_counter()
+        ledger.inclusion_proof(seq, total)
+        timings["inclusion"].append(time.perf_counter() - began)
+        began = time.perf_counter()
+        ledger.consistency_proof(old, total)
+        timings["consistency"].append(time.perf_counter() - began)
+    for kind, seconds in timings.items():
+        what = "one SELECT of an entry hash by primary key" if kind == "raw_lookup" else f"Ledger.{kind}_proof"
+        for q in (50, 99):
+            results.add(
+                f"proofs.{kind}.p{q}_ms",
+                _percentile_ms(seconds, q),
+                "ms",
+                f"{what}, {PROOFS:,} random ones in a log of {total:,} entries",
+            )
+
+
 def run(ctx: Context) -> None:
     results, total = ctx.results, ctx.scale.seal_restore_entries
     with contextlib.ExitStack() as stack:
@@ -189,6 +234,7 @@ def run(ctx: Context) -> None:
         expected_note = ledger.checkpoint(total)
         expected_root = ledger.root(total).hex()
         trusted = ledger.active_key().verifier_key
+        _proof_latency(results, ledger, total)
 
         seal = _child(["seal", "--url", source.superuser_url, "--data-dir", str(data_dir), "--store", str(store_dir)])
         if seal["entries"] != total:
@@ -275,6 +321,8 @@ def run(ctx: Context) -> None:
         results.facts["seal_restore_checkpoint_ok"] = True
 
     results.compare(SEAL, SEAL_FLOOR)
+    results.compare("proofs.inclusion.p99_ms", "proofs.raw_lookup.p99_ms", PROOF_TARGET)
+    results.compare("proofs.consistency.p99_ms", "proofs.raw_lookup.p99_ms", PROOF_TARGET)
     results.compare(RESTORE_PG, FLOOR_PG, RESTORE_TARGET)
     results.compare(RESTORE_SQLITE, FLOOR_SQLITE, RESTORE_TARGET)
     for figure in (SEAL, RESTORE_PG, RESTORE_SQLITE):

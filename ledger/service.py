@@ -632,15 +632,17 @@ class Ledger:
             if seq < 0 or seq >= tree_size:
                 raise ValidationError(f"seq {seq} is not in a tree of size {tree_size}", field="seq")
         paths = [merkle.inclusion_ranges(seq, tree_size) for seq in seqs]
-        wanted = merkle.proof_nodes(itertools.chain.from_iterable(paths))
-        nodes = self.recorder.node_hashes(self._log_id, wanted)
+        wanted = merkle.proof_nodes(itertools.chain.from_iterable(paths)) | {(0, seq) for seq in seqs}
+        nodes = self.recorder.node_hashes(self._log_id, wanted)  # one read: the proof nodes and the leaves
         missing = wanted - nodes.keys()
         if missing:
             raise NotFoundError(f"stored tree nodes are missing: {sorted(missing)[:3]}")
-        leaves = self.recorder.leaf_hashes(self._log_id, seqs)
         return [
             InclusionProof(
-                seq, tree_size, leaves[seq], [merkle.range_hash_from_nodes(start, end, nodes) for start, end in path]
+                seq,
+                tree_size,
+                nodes[(0, seq)],
+                [merkle.range_hash_from_nodes(start, end, nodes) for start, end in path],
             )
             for seq, path in zip(seqs, paths, strict=True)
         ]

@@ -138,6 +138,16 @@ def _payload(row: Any) -> PayloadRecord:
     )
 
 
+def _leaf_hashes(conn: Any, log_id: int, seqs: Iterable[int]) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    for chunk in _chunks(sorted(set(seqs))):
+        rows = conn.execute(
+            select(entries.c.seq, entries.c.hash).where(entries.c.log_id == log_id, entries.c.seq.in_(chunk))
+        )
+        found.update((row.seq, bytes(row.hash)) for row in rows)
+    return found
+
+
 def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -660,22 +670,16 @@ class SqlRecorder:
         return query.where(*conditions)
 
     def leaf_hashes(self, log_id: int, seqs: Iterable[int]) -> dict[int, bytes]:
-        found: dict[int, bytes] = {}
         with translated("reading leaf hashes"), self.engine.connect() as conn:
-            for chunk in _chunks(sorted(set(seqs))):
-                rows = conn.execute(
-                    select(entries.c.seq, entries.c.hash).where(entries.c.log_id == log_id, entries.c.seq.in_(chunk))
-                )
-                found.update((row.seq, bytes(row.hash)) for row in rows)
-        return found
+            return _leaf_hashes(conn, log_id, seqs)
 
     def node_hashes(self, log_id: int, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Stored complete-subtree hashes for the given (level, index) keys; level 0 reads entry hashes."""
         wanted = set(keys)
         leaves = [idx for level, idx in wanted if level == 0]
         inner = sorted((level, idx) for level, idx in wanted if level > 0)
-        found: dict[tuple[int, int], bytes] = {(0, seq): h for seq, h in self.leaf_hashes(log_id, leaves).items()}
         with translated("reading tree nodes"), self.engine.connect() as conn:
+            found: dict[tuple[int, int], bytes] = {(0, seq): h for seq, h in _leaf_hashes(conn, log_id, leaves).items()}
             for chunk in _chunks(inner):
                 rows = conn.execute(
                     select(merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash).where(
