@@ -16,6 +16,15 @@ from enum import StrEnum
 
 from ledger.errors import ValidationError
 
+LEDGER_NAMESPACE = "ledger"  # ledger/keys, ledger/holds, ledger/packs, ledger/snapshots/..: written by the ledger only
+
+
+def is_ledger_stream(stream: str) -> bool:
+    """Streams under ``ledger/`` hold the ledger's own records (keys, holds, packs, seals, retention decisions),
+    which its modules trust; no producer from outside may append to them."""
+    return stream == LEDGER_NAMESPACE or stream.startswith(LEDGER_NAMESPACE + "/")
+
+
 _STREAM_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 TOKEN_PREFIX = "lk_"  # noqa: S105 - a prefix, not a secret
 
@@ -62,8 +71,9 @@ class ApiKey:
         return self.revoked_at is None and origin in self.logs
 
     def may_append_to(self, stream: str) -> bool:
-        """Publishers append only under their stream prefixes (a prefix ends at a segment boundary)."""
-        return any(
+        """Publishers append only under their stream prefixes (a prefix ends at a segment boundary), and never to
+        the ledger's own streams."""
+        return not is_ledger_stream(stream) and any(
             stream == prefix.rstrip("/") or stream.startswith(prefix.rstrip("/") + "/")
             for prefix in self.stream_prefixes
         )
@@ -118,6 +128,10 @@ def check_stream_prefixes(role: Role, prefixes: list[str]) -> None:
         if len(prefix) > 200 or not _STREAM_PREFIX.fullmatch(prefix.rstrip("/")):
             raise ValidationError(
                 "a stream prefix is one or more stream segments such as controls/iam", field="stream_prefixes"
+            )
+        if is_ledger_stream(prefix.rstrip("/")):
+            raise ValidationError(
+                "streams under ledger/ are written by the ledger itself; choose another prefix", field="stream_prefixes"
             )
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from ledger.access import is_ledger_stream
 from ledger.bus.broker import kafka_errors
 from ledger.bus.cloudevents import parse_ingest_message
 from ledger.errors import ConfigurationError, ConflictError, InfrastructureError, PublishError, ValidationError
@@ -377,6 +378,10 @@ class IngestConsumer:
                     headers.get((message.partition, message.offset), []),
                     max_payload_bytes=self.settings.max_payload_bytes,
                 )
+                if is_ledger_stream(event.stream):
+                    raise ValidationError(
+                        "stream: streams under ledger/ are written by the ledger itself", field="stream"
+                    )
                 accepted.append((message, self.ledger.prepare_batch([event], producer=self.producer)))
             except ValidationError as exc:
                 refused.append(self._dead_letter(message, str(exc), now))

@@ -325,6 +325,21 @@ def test_run_once_reads_to_the_end_of_the_last_record_batch(ingest_setup: Ingest
     assert (stats.consumed, stats.appended) == (60, 60)
 
 
+def test_events_for_the_ledgers_own_streams_are_dead_lettered(ingest_setup: IngestSetup) -> None:
+    """ledger/holds, ledger/keys and the like hold records the ledger trusts: nobody appends there from Kafka."""
+    setup = ingest_setup
+    forged = [envelope(n, stream=stream) for n, stream in enumerate(("ledger/holds", "ledger/keys", "ledger"))]
+    _send_all(setup.bootstrap, setup.topic, [(0, orjson.dumps(event), []) for event in forged])
+    with setup.consumer() as consumer:
+        stats = consumer.run_once()
+    assert (stats.consumed, stats.appended, stats.dead_lettered) == (3, 0, 3)
+    assert setup.entries() == []
+    letters = BusStore(setup.ledger.recorder.engine).dead_letters(setup.settings.kafka_consumer_name)
+    assert [letter.reason for letter in letters] == [
+        "stream: streams under ledger/ are written by the ledger itself"
+    ] * 3
+
+
 def test_run_forever_consumes_until_stopped(ingest_setup: IngestSetup) -> None:
     setup = ingest_setup
     _send_all(setup.bootstrap, setup.topic, [(n % 2, orjson.dumps(envelope(n)), []) for n in range(20)])
