@@ -78,6 +78,7 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
         max_body_bytes=settings.api_max_body_bytes,
         rate_per_second=settings.api_rate_limit_per_second,
         burst=settings.api_rate_limit_burst,
+        max_in_flight=settings.api_max_concurrency,
     )
     if settings.api_cors_origins:
         app.add_middleware(
@@ -280,8 +281,11 @@ class RequestLimitsMiddleware:
         *,
         max_buckets: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        max_in_flight: int | None = None,
     ) -> None:
         self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.max_body_bytes = max_body_bytes
         self.buckets = TokenBuckets(rate_per_second, burst, max_buckets=max_buckets, clock=clock)
         self._known_tokens: OrderedDict[bytes, str] = OrderedDict()  # token digest -> key id
@@ -292,6 +296,20 @@ class RequestLimitsMiddleware:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
+        if self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
+            # overloaded: refusing costs far less than serving, so the server keeps answering instead of timing out
+            await _problem(
+                scope, receive, send, 503, "Server busy", "the server is at capacity; retry later", "busy",
+                {"Retry-After": "1"},
+            )  # fmt: skip
+            return
+        self.in_flight += 1
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         digest = self._token_digest(headers.get("x-api-key"))
         wait = self.buckets.take(self._bucket_name(scope, digest))

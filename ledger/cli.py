@@ -408,7 +408,6 @@ def serve(
     settings = _settings()
     uvicorn.run(
         create_app(settings),
-        limit_concurrency=settings.api_max_concurrency,  # beyond it uvicorn answers 503 at once
         host=host,
         port=port,
         log_level=level,

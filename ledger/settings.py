@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         description="appends waiting for a commit; beyond it new ones get 503 at once (load shedding)",
     )
     api_max_concurrency: int = Field(
-        default=2000, ge=1, description="connections and requests `ledger serve` handles at once; beyond it 503"
+        default=256, ge=1, description="requests handled at once (health checks aside); beyond it 503 at once"
     )
     api_cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (JSON list)")
     database_timeout_seconds: float = Field(
