@@ -794,3 +794,40 @@ def _stop_at_exit(stop: Callable[[], object]) -> Iterator[None]:
     finally:
         if _pending_stops.pop(key, None) is not None:
             stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Layouts shared by the drills
+
+
+def production_layout(database: Database, app_role: str) -> None:
+    """The schema owned by the superuser and only grants for the application role, as ``ledger db upgrade``."""
+    from ledger.store.database import grant_app_role, make_engine, migrate
+
+    admin = make_engine(database.superuser_url)
+    try:
+        migrate(admin)
+        grant_app_role(admin, app_role)
+    finally:
+        admin.dispose()
+
+
+def create_kafka_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create ``{name: partitions}`` and wait until the broker's metadata shows every partition."""
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ledger-tests")
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in topics.items()])
+    finally:
+        admin.close()
+    deadline = time.monotonic() + 20
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        while any(len(probe.partitions_for_topic(name) or ()) < n for name, n in topics.items()):
+            if time.monotonic() > deadline:
+                raise AssertionError("created topics did not show up in the metadata")
+            time.sleep(0.2)
+    finally:
+        probe.close()

@@ -31,7 +31,6 @@ from ledger import merkle
 from ledger.notes import open_checkpoint, parse_verifier_key
 from ledger.service import Ledger
 from ledger.settings import Settings
-from ledger.store.database import grant_app_role, make_engine, migrate
 from ledger.store.records import CheckpointRecord
 from retention.sealing import SealConfig, Sealer
 from retention.stores.azure_blob import AzureBlobStore
@@ -129,16 +128,6 @@ def pg_restore(dump: Path, superuser_url: str) -> None:
 # --- the source log ----------------------------------------------------------------------------------------
 
 
-def production_layout(database: services.Database, app_role: str) -> None:
-    """Schema owned by the superuser; the application role gets its grants only (as ``ledger db upgrade``)."""
-    admin = make_engine(database.superuser_url)
-    try:
-        migrate(admin)
-        grant_app_role(admin, app_role)
-    finally:
-        admin.dispose()
-
-
 def fill(ledger: Ledger) -> None:
     for first, count in BATCHES:
         if first == ROTATE_AFTER:
@@ -156,7 +145,7 @@ def original(
     base = tmp_path_factory.mktemp("backup-drill")
     container = fresh_container_name("backup-drill")
     with postgres_server.database("drill_source") as database:
-        production_layout(database, postgres_server.app_role)
+        services.production_layout(database, postgres_server.app_role)
         ledger = Ledger.create(Settings(data_dir=base / "data", database_url=database.url), ORIGIN)
         try:
             first_key = ledger.active_key().verifier_key
@@ -326,7 +315,7 @@ def test_blob_restore_verifies_to_the_same_signed_checkpoint(
         assert report["root"] == original.root.hex()
         assert report["checkpoint"] == original.note
 
-        production_layout(target, postgres_server.app_role)  # the restore ran as the superuser: grant as usual
+        services.production_layout(target, postgres_server.app_role)  # the restore ran as the superuser: grant as usual
         restored = open_restored(original, target.url)
         try:
             assert_same_signed_checkpoint(original, restored)

@@ -31,8 +31,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaProducer
 from sqlalchemy import select
 
 from ledger.access import Role
@@ -40,7 +39,6 @@ from ledger.bus.ingest import ingest_producer
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
-from ledger.store.database import grant_app_role, make_engine, migrate
 from ledger.store.tables import entries, payloads
 from tests import services
 from tests.events import check_result
@@ -181,33 +179,14 @@ class KafkaWriter(threading.Thread):
             producer.close()
 
 
-def _create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ledger-tests-crash")
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in topics.items()])
-    finally:
-        admin.close()
-    deadline = time.monotonic() + 20
-    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    try:
-        while any(len(probe.partitions_for_topic(name) or ()) < n for name, n in topics.items()):
-            assert time.monotonic() < deadline, "created topics did not show up in the metadata"
-            time.sleep(0.2)
-    finally:
-        probe.close()
-
-
 @pytest.fixture
 def drill(
     tmp_path: Path, pg_database: services.Database, postgres_server: services.PostgresServer, kafka_bootstrap: str
 ) -> Iterator[Drill]:
-    admin_engine = make_engine(pg_database.superuser_url)
-    migrate(admin_engine)
-    grant_app_role(admin_engine, postgres_server.app_role)
-    admin_engine.dispose()
+    services.production_layout(pg_database, postgres_server.app_role)
     suffix = uuid.uuid4().hex[:10]
     topics = {"ingest": f"crash-ingest-{suffix}", "dead": f"crash-dead-{suffix}", "relay": f"crash-entries-{suffix}"}
-    _create_topics(kafka_bootstrap, {topics["ingest"]: 2, topics["dead"]: 1, topics["relay"]: 1})
+    services.create_kafka_topics(kafka_bootstrap, {topics["ingest"]: 2, topics["dead"]: 1, topics["relay"]: 1})
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=pg_database.url,

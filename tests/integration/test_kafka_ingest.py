@@ -22,8 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from ledger.bus.cloudevents import cloudevent_id
@@ -39,7 +38,6 @@ from ledger.errors import PublishError
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.store.bus import BusStore
-from ledger.store.database import grant_app_role, make_engine, migrate
 from ledger.store.records import EntryFilter
 from ledger.store.tables import entries
 from tests import services
@@ -68,33 +66,14 @@ class IngestSetup:
         return list(self.ledger.entries(EntryFilter(producer=ingest_producer(self.topic))))
 
 
-def _create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ledger-tests-ingest")
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in topics.items()])
-    finally:
-        admin.close()
-    deadline = time.monotonic() + 20
-    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    try:  # wait until the metadata shows every partition
-        while any(len(probe.partitions_for_topic(name) or ()) < n for name, n in topics.items()):
-            assert time.monotonic() < deadline, "created topics did not show up in the metadata"
-            time.sleep(0.2)
-    finally:
-        probe.close()
-
-
 @pytest.fixture
 def ingest_setup(
     tmp_path: Path, pg_database: services.Database, postgres_server: services.PostgresServer, kafka_bootstrap: str
 ) -> Iterator[IngestSetup]:
-    admin_engine = make_engine(pg_database.superuser_url)
-    migrate(admin_engine)  # the schema belongs to the superuser; the application role only gets grants
-    grant_app_role(admin_engine, postgres_server.app_role)
-    admin_engine.dispose()
+    services.production_layout(pg_database, postgres_server.app_role)
     suffix = uuid.uuid4().hex[:10]
     topic, dead_letter_topic = f"ingest-{suffix}", f"ingest-dead-{suffix}"
-    _create_topics(kafka_bootstrap, {topic: 2, dead_letter_topic: 1})
+    services.create_kafka_topics(kafka_bootstrap, {topic: 2, dead_letter_topic: 1})
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=pg_database.url,

@@ -42,7 +42,6 @@ from ledger.errors import VerificationError
 from ledger.notes import format_checkpoint, sign_note
 from ledger.service import Ledger, utc_now
 from ledger.settings import Settings
-from ledger.store.database import grant_app_role, make_engine, migrate
 from ledger.store.records import CheckpointRecord, KeyRecord
 from ledger.verify import MAX_FINDINGS, AuditReport, Finding
 from tests import services
@@ -211,15 +210,6 @@ def _apply(engine: Engine, changes: list[Change]) -> None:
             )
 
 
-def _production_layout(database: services.Database, app_role: str) -> None:
-    admin = make_engine(database.superuser_url)
-    try:
-        migrate(admin)
-        grant_app_role(admin, app_role)
-    finally:
-        admin.dispose()
-
-
 # --- what the audit must report ---------------------------------------------------------------------------
 
 
@@ -319,7 +309,7 @@ def _plan(rows: dict[int, dict[str, Any]], keys: list[KeyRecord]) -> list[Change
 def drill(tmp_path_factory: pytest.TempPathFactory, postgres_server: services.PostgresServer) -> Iterator[Drill]:
     data_dir = tmp_path_factory.mktemp("tamper-drill") / "data"
     with postgres_server.database("tamper_drill") as database:
-        _production_layout(database, postgres_server.app_role)
+        services.production_layout(database, postgres_server.app_role)
         ledger = Ledger.create(Settings(data_dir=data_dir, database_url=database.url), ORIGIN)
         admin = create_engine(database.superuser_url)
         try:
@@ -421,7 +411,7 @@ def _add_signed_checkpoint(ledger: Ledger, size: int, root: bytes) -> None:
 def small_log(
     pg_database: services.Database, postgres_server: services.PostgresServer, tmp_path: Path
 ) -> Iterator[Ledger]:
-    _production_layout(pg_database, postgres_server.app_role)
+    services.production_layout(pg_database, postgres_server.app_role)
     ledger = Ledger.create(Settings(data_dir=tmp_path / "data", database_url=pg_database.url), ORIGIN)
     try:
         for first in range(0, SMALL_SIZE, FORK_BATCH):
