@@ -384,6 +384,14 @@ class Auditor:
                     f"entries {last_size}..{checkpoint.size - 1} are missing",
                 )
         self._report_contradictions()
+        if head.size and head.appends_since_checkpoint == 0 and head.size not in {c.size for c in self._checkpoints}:
+            # the head says the last append signed a checkpoint of its size: a copy that lost its checkpoints
+            self._find(
+                head.size - 1,
+                "checkpoint-missing",
+                f"no signed checkpoint of size {head.size} is stored, though the log head says the last append "
+                "signed one",
+            )
         if head.size != last_size:
             self._find(None, "head-mismatch", f"log head says size {head.size}, entries end at {last_size}")
         elif head.size and head.head_hash != self._prev:
@@ -396,7 +404,16 @@ class Auditor:
 
 
 _CHECKPOINT_CODES: Final = frozenset(
-    {"root-mismatch", "fork", "bad-checkpoint", "truncated", "head-mismatch", "node-mismatch", "node-missing"}
+    {
+        "root-mismatch",
+        "fork",
+        "bad-checkpoint",
+        "truncated",
+        "head-mismatch",
+        "node-mismatch",
+        "node-missing",
+        "checkpoint-missing",
+    }
 )
 
 

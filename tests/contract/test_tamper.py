@@ -100,8 +100,9 @@ def test_tail_truncated_below_a_checkpoint(filled: Ledger, backend: Backend) -> 
             {"size": keep, "head": kept_hashes[-1], "frontier": b"".join(tree.hashes)},
         )
     report = filled.audit()
-    assert {(f.seq, f.code) for f in report.findings} == {(keep, "truncated")}  # one per later checkpoint
-    with pytest.raises(IntegrityError, match=f"seq {keep}: truncated"):
+    # one truncation per later checkpoint, and the rewound head names a checkpoint of its size that was never signed
+    assert {(f.seq, f.code) for f in report.findings} == {(keep, "truncated"), (keep - 1, "checkpoint-missing")}
+    with pytest.raises(IntegrityError, match=f"seq {keep - 1}: checkpoint-missing"):
         raise_first(report)
 
 
@@ -135,3 +136,11 @@ def test_a_column_changed_to_mislead_queries(filled: Ledger, backend: Backend) -
     with backend.bypass() as conn:
         conn.execute(text("UPDATE entries SET type = 'approval.decision' WHERE seq = 15"))
     assert [(f.seq, f.code) for f in filled.audit().findings] == [(15, "column-mismatch")]
+
+
+def test_every_checkpoint_deleted(filled: Ledger, backend: Backend) -> None:
+    """A copy that lost its signed checkpoints: the head says the last append signed one of its size."""
+    with backend.bypass() as conn:
+        conn.execute(text("DELETE FROM checkpoints"))
+    report = filled.audit()
+    assert [(f.seq, f.code) for f in report.findings] == [(SIZE - 1, "checkpoint-missing")]
