@@ -199,6 +199,22 @@ def format_number(value: float) -> str:
     return f"{value:,.2f}"
 
 
+def add_memory(results: Any, figure: str, measured: dict[str, Any], before_what: str) -> None:
+    """``FIGURE.rss_before_mb`` and ``FIGURE.peak_rss_mb`` from what a measured child reported."""
+    source = measured["memory_source"]
+    results.add(f"{figure}.rss_before_mb", measured["before_mb"], MEGABYTES, f"after {before_what} ({source})")
+    results.add(f"{figure}.peak_rss_mb", measured["peak_mb"], MEGABYTES, f"child's high-water mark ({source})")
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    """Nearest-rank percentile of durations in seconds, in milliseconds (NaN for none)."""
+    if not seconds:
+        return float("nan")
+    ordered = sorted(seconds)
+    rank = int(max(1, -(-len(ordered) * q // 100)))
+    return ordered[rank - 1] * 1000
+
+
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.common import STREAMS, make_event
+from benchmarks.common import STREAMS, make_event, percentile_ms
 
 PATH = "/v1/events"
 _PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
@@ -93,11 +93,7 @@ class Tally:
 
     def percentile_ms(self, q: float) -> float:
         """Nearest-rank percentile of the measured latencies, in milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        rank = max(1, -(-len(ordered) * q // 100))
-        return ordered[int(rank) - 1] * 1000
+        return percentile_ms(self.latencies, q)
 
 
 class _Connection(asyncio.Protocol):

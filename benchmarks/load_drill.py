@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ORIGIN, Context, Target, ledger_settings, new_ledger
+from benchmarks.common import ORIGIN, Context, Target, ledger_settings, new_ledger, percentile_ms
 from benchmarks.http_append import HOST, KEY_CREATED_AT, _ledger_command, _ledger_environment, _server
 from benchmarks.http_load import _CONTENT_LENGTH, RequestMaker
 
@@ -45,10 +45,7 @@ class Tally:
     lost: int = 0  # connections closed with a request in flight
 
     def percentile_ms(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[max(0, -(-len(ordered) * q // 100) - 1)] * 1000  # type: ignore[call-overload]
+        return percentile_ms(self.latencies, q)
 
 
 class _Connection(asyncio.Protocol):

@@ -43,6 +43,7 @@ from benchmarks.common import (
     Context,
     Stopwatch,
     Target,
+    add_memory,
     batches,
     conninfo,
     ledger_settings,
@@ -120,7 +121,7 @@ def run(ctx: Context) -> None:
             "entries/s",
         )
         results.add("packs.zip_mb", size / 1e6, MEGABYTES, f"the pack's ZIP, {size / total:.0f} bytes per entry")
-        _memory(results, BUILD, built, "imports + Ledger.open")
+        add_memory(results, BUILD, built, "imports + Ledger.open")
 
         floor_seconds, floor_bytes = raw_read_zip(database.superuser_url, ledger.log_id, total, tmp / "raw.zip")
         results.add(
@@ -144,7 +145,7 @@ def run(ctx: Context) -> None:
                 ENTRIES_PER_S,
                 f"{total:,} entries in {verified['seconds']:.1f} s (verify.py main, python -I, {how}; VALID)",
             )
-            _memory(results, figure, verified, "interpreter start + loading verifier.py")
+            add_memory(results, figure, verified, "interpreter start + loading verifier.py")
 
         for floor, library, call in (
             (VERIFY_FLOOR, "libsodium", "PyNaCl crypto_sign_open"),
@@ -171,12 +172,6 @@ def run(ctx: Context) -> None:
     results.compare(f"{VERIFY}.peak_rss_mb", f"{VERIFY}.rss_before_mb", RSS_TARGET)
     results.compare(VERIFY_CRYPTOGRAPHY, VERIFY_CRYPTOGRAPHY_FLOOR, VERIFY_TARGET)
     results.compare(f"{VERIFY_CRYPTOGRAPHY}.peak_rss_mb", f"{VERIFY_CRYPTOGRAPHY}.rss_before_mb", RSS_TARGET)
-
-
-def _memory(results: Any, figure: str, measured: dict[str, Any], before_what: str) -> None:
-    source = measured["memory_source"]
-    results.add(f"{figure}.rss_before_mb", measured["before_mb"], MEGABYTES, f"after {before_what} ({source})")
-    results.add(f"{figure}.peak_rss_mb", measured["peak_mb"], MEGABYTES, f"child's high-water mark ({source})")
 
 
 # --- the floors --------------------------------------------------------------------------------------

@@ -63,11 +63,13 @@ from benchmarks.common import (
     Context,
     Stopwatch,
     Target,
+    add_memory,
     batches,
     conninfo,
     ledger_settings,
     new_ledger,
     peak_rss_mb,
+    percentile_ms,
     rate,
 )
 
@@ -175,11 +177,6 @@ PROOFS = 1000  # random proofs timed, of each kind
 PROOF_TARGET = Target(5, "ms", higher_is_better=False)
 
 
-def _percentile_ms(seconds: list[float], q: float) -> float:
-    ordered = sorted(seconds)
-    return ordered[max(0, -(-len(ordered) * int(q) // 100) - 1)] * 1000
-
-
 def _proof_latency(results: Any, ledger: Ledger, total: int) -> None:
     """Inclusion and consistency proofs over the whole log (``Ledger.inclusion_proof`` / ``consistency_proof``,
     each a read of its stored tree nodes and the hashing), for random seqs and sizes; the baseline is one primary
@@ -210,7 +207,7 @@ def _proof_latency(results: Any, ledger: Ledger, total: int) -> None:
         for q in (50, 99):
             results.add(
                 f"proofs.{kind}.p{q}_ms",
-                _percentile_ms(seconds, q),
+                percentile_ms(seconds, q),
                 "ms",
                 f"{what}, {PROOFS:,} random ones in a log of {total:,} entries",
             )
@@ -260,7 +257,7 @@ def run(ctx: Context) -> None:
             ENTRIES_PER_S,
             f"COPY TO STDOUT + gzip -6 + write/fsync per {SEGMENT_ENTRIES:,}; {floor_bytes / 1e6:.0f} MB gzipped",
         )
-        _memory(results, "retention.seal", seal, "imports + Ledger.open")
+        add_memory(results, "retention.seal", seal, "imports + Ledger.open")
 
         with ctx.database("bench_restore_pg") as target:
             restored = _child(["restore", "--url", target.superuser_url, "--store", str(store_dir), "--key", trusted])
@@ -272,7 +269,7 @@ def run(ctx: Context) -> None:
             f"{total:,} entries, {restored['segments']} segments, {restored['checkpoints']} checkpoints in "
             f"{restored['seconds']:.1f} s; checkpoint equals the source's",
         )
-        _memory(results, RESTORE_PG, restored, "imports")
+        add_memory(results, RESTORE_PG, restored, "imports")
 
         sqlite_url = f"sqlite:///{tmp / 'restored.sqlite3'}"
         restored = _child(["restore", "--url", sqlite_url, "--store", str(store_dir), "--key", trusted])
@@ -284,7 +281,7 @@ def run(ctx: Context) -> None:
             f"{total:,} entries in {restored['seconds']:.1f} s (file, WAL, synchronous=FULL); "
             "checkpoint equals the source's",
         )
-        _memory(results, RESTORE_SQLITE, restored, "imports")
+        add_memory(results, RESTORE_SQLITE, restored, "imports")
         (tmp / "restored.sqlite3").unlink(missing_ok=True)
 
         floor_db = stack.enter_context(ctx.database("bench_restore_floor"))
@@ -361,16 +358,10 @@ def run_azurite(ctx: Context) -> None:
             ENTRIES_PER_S,
             f"{sealed:,} entries, {measured['segments']} segments in {measured['seconds']:.1f} s; {where}",
         )
-    _memory(results, SEAL_AZURITE, azure, "imports + Ledger.open")
+    add_memory(results, SEAL_AZURITE, azure, "imports + Ledger.open")
     results.facts["seal_azurite_entries"] = total
     results.compare(SEAL_AZURITE, SEAL_DIRECTORY_SMALL)
     results.compare(f"{SEAL_AZURITE}.peak_rss_mb", f"{SEAL_AZURITE}.rss_before_mb", RSS_TARGET)
-
-
-def _memory(results: Any, figure: str, measured: dict[str, Any], before_what: str) -> None:
-    source = measured["memory_source"]
-    results.add(f"{figure}.rss_before_mb", measured["before_mb"], MEGABYTES, f"after {before_what} ({source})")
-    results.add(f"{figure}.peak_rss_mb", measured["peak_mb"], MEGABYTES, f"child's high-water mark ({source})")
 
 
 def _check_restored(url: str, restored: dict[str, Any], total: int, note: str, root: str) -> None:
