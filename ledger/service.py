@@ -659,15 +659,15 @@ class Ledger:
     def audit(self, batch_size: int = 4000, progress: Any = None) -> AuditReport:
         """Check everything stored for the log and report every finding (never raises on bad evidence)."""
         head = self.head()
-        auditor = Auditor(self.origin, self.recorder.keys(self._log_id), self.recorder.checkpoints(self._log_id))
-        nodes = _Peekable(self.recorder.iter_nodes(self._log_id))
-        for batch in iter_batches(self.recorder.iter_entries_with_payloads(self._log_id), batch_size):
-            last = batch[-1][0].seq
-            auditor.check_batch(batch, nodes.take_while(lambda item, last=last: item[0] <= last))
-            if progress is not None:
-                progress(len(batch))
-        auditor.check_leftover_nodes(nodes.rest())
-        return auditor.finish(head)
+        with Auditor(self.origin, self.recorder.keys(self._log_id), self.recorder.checkpoints(self._log_id)) as auditor:
+            nodes = _Peekable(self.recorder.iter_nodes(self._log_id))
+            for batch in iter_batches(self.recorder.iter_entries_with_payloads(self._log_id), batch_size):
+                last = batch[-1][0].seq
+                auditor.check_batch(batch, nodes.take_while(lambda item, last=last: item[0] <= last))
+                if progress is not None:
+                    progress(len(batch))
+            auditor.check_leftover_nodes(nodes.rest())
+            return auditor.finish(head)
 
 
 class _Peekable:

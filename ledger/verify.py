@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -20,10 +20,10 @@ from ledger.chain import BODY_VERSION, ZERO_HASH, parse_body, payload_digest_of_
 from ledger.errors import CanonicalizationError, IntegrityError, VerificationError
 from ledger.merkle import CompactRange, leaf_hash
 from ledger.notes import NoteVerifier, open_note, parse_checkpoint, parse_verifier_key
+from ledger.packs.verifier import SIGNATURE_WORKERS, signature_pool, verify_items
 from ledger.store.records import CheckpointRecord, EntryRecord, KeyRecord, LogHead, NodeRecord, PayloadRecord
 
 MAX_FINDINGS = 100_000
-SIGNATURE_THREADS = 2
 _COLUMN_FIELDS = (
     ("event_id", "id"),
     ("stream", "stream"),
@@ -107,21 +107,19 @@ def build_verifiers(keys: Sequence[KeyRecord]) -> dict[str, tuple[KeyRecord, Not
     return verifiers
 
 
-def _verify_signatures(items: Sequence[tuple[NoteVerifier | None, bytes, bytes]]) -> list[bool]:
-    """Ed25519 checks release the GIL, so two of these run in parallel with the rest of the audit."""
-    return [verifier is not None and verifier.verify(body, signature) for verifier, body, signature in items]
-
-
 @dataclass(frozen=True, slots=True)
 class SignatureChecks:
-    """Signature checks of a batch under way on the auditor's threads (see :meth:`Auditor.submit_signatures`)."""
+    """Signature checks of a batch under way on the auditor's workers (see :meth:`Auditor.submit_signatures`)."""
 
     count: int
     parts: list[Future[list[bool]]]
+    unsigned: frozenset[int] = frozenset()
+    """Positions in the batch whose key is unknown or not valid at their seq: not sent, never valid."""
 
     def results(self) -> list[bool]:
-        """Whether each entry's signature verifies, in batch order (waits for the threads)."""
-        return [ok for part in self.parts for ok in part.result()]
+        """Whether each entry's signature verifies, in batch order (waits for the workers)."""
+        checked = iter([ok for part in self.parts for ok in part.result()])
+        return [False if index in self.unsigned else next(checked) for index in range(self.count)]
 
 
 class Auditor:
@@ -150,7 +148,10 @@ class Auditor:
         self._stream_next: dict[str, int] = {}
         self._roots_by_size: dict[int, bytes] = {}
         self._contradicted: list[int] = []  # sizes of validly signed checkpoints whose root the entries do not give
-        self._pool = ThreadPoolExecutor(SIGNATURE_THREADS)
+        # Forked processes where this process runs one thread (the CLI, a restore before its reader starts):
+        # threads that verify wait for the GIL after each check while this thread parses and hashes.
+        self._pool = signature_pool(libsodium=True, thread_name="ledger-audit")
+        self._closed = False
         self._check_checkpoints_at(0)
 
     def _find(self, seq: int | None, code: str, message: str) -> None:
@@ -158,20 +159,23 @@ class Auditor:
             self.report.findings.append(Finding(seq, code, message))
 
     def submit_signatures(self, entries: Sequence[EntryRecord]) -> SignatureChecks:
-        """Start the Ed25519 checks of ``entries`` on the signature threads and return at once.
+        """Start the Ed25519 checks of ``entries`` on the signature workers and return at once.
 
         A caller that has the next batch ready can submit it early and pass the result to :meth:`check_batch`, so
         signatures are checked while it is still busy with the previous batch.  Only published keys valid at each
         seq count; the checks are independent of everything else the audit keeps.
         """
-        items = []
-        for entry in entries:
+        items: list[tuple[bytes, bytes, bytes]] = []
+        unsigned: set[int] = set()
+        for index, entry in enumerate(entries):
             pair = self._verifiers.get(entry.key_id)
-            verifier = pair[1] if pair is not None and pair[0].covers_seq(entry.seq) else None
-            items.append((verifier, entry.body, entry.signature))
-        step = -(-len(items) // SIGNATURE_THREADS) or 1
-        parts = [items[i : i + step] for i in range(0, len(items), step)]
-        return SignatureChecks(len(items), [self._pool.submit(_verify_signatures, part) for part in parts])
+            if pair is not None and pair[0].covers_seq(entry.seq):
+                items.append((pair[1].public_key, entry.body, entry.signature))
+            else:
+                unsigned.add(index)
+        step = -(-len(items) // SIGNATURE_WORKERS) or 1
+        parts = [self._pool.submit(verify_items, items[i : i + step], True) for i in range(0, len(items), step)]
+        return SignatureChecks(len(entries), parts, frozenset(unsigned))
 
     def check_batch(
         self,
@@ -371,9 +375,21 @@ class Auditor:
         for end_seq, node in nodes:
             self._find(end_seq, "unexpected-node", f"stored tree node ({node.level}, {node.idx}) lies beyond the log")
 
+    def close(self) -> None:
+        """Stop the signature workers (done by :meth:`finish`; call it when an audit ends early)."""
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Auditor:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def finish(self, head: LogHead) -> AuditReport:
         """Close the audit: checkpoints beyond the last entry mean the tail was cut; the head must agree."""
-        self._pool.shutdown()
+        self.close()
         last_size = self._expected_seq
         for checkpoint in self._checkpoints[self._next_checkpoint :]:
             if self._check_checkpoint(checkpoint, None):  # only a valid signature proves entries were there

@@ -423,6 +423,7 @@ def _load(
             target.finish(head, keys.keys, stream_next, checkpoints)
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
+        auditor.close()
     report.size = size
     report.root = tree.root().hex()
     report.checkpoints = len(checkpoint_records)

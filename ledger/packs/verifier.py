@@ -86,6 +86,8 @@ __all__ = [
     "range_root",
     "root_from_consistency_proof",
     "root_from_inclusion_proof",
+    "signature_pool",
+    "verify_items",
     "verify_pack",
 ]
 
@@ -921,7 +923,7 @@ def _load_libsodium() -> Callable[[bytes, bytes], bytes] | None:
 _LIBSODIUM: Final = _load_libsodium()
 
 
-def _verify_items(items: Sequence[tuple[bytes, bytes, bytes]], libsodium: bool = False) -> list[bool]:
+def verify_items(items: Sequence[tuple[bytes, bytes, bytes]], libsodium: bool = False) -> list[bool]:
     """Whether each (public key, message, signature) verifies, by ``cryptography`` (OpenSSL).
 
     With ``libsodium`` (and PyNaCl installed) each signature is first given to libsodium, twice as fast; what it
@@ -970,10 +972,10 @@ class _SignatureChecks:
         items, tags = self._items, self._tags
         self._items, self._tags = [], []
         if self._pool is None:
-            self._pool = _signature_pool(self._libsodium)
+            self._pool = signature_pool(self._libsodium)
         future: Future[list[bool]] | None
         try:
-            future = self._pool.submit(_verify_items, items, self._libsodium)
+            future = self._pool.submit(verify_items, items, self._libsodium)
         except RuntimeError:  # a broken pool: checked here when collected
             future = None
         self._pending.append((future, items, tags))
@@ -992,7 +994,7 @@ class _SignatureChecks:
             except Exception:
                 verdicts = None
             if verdicts is None or len(verdicts) != len(items):
-                verdicts = _verify_items(items, self._libsodium)
+                verdicts = verify_items(items, self._libsodium)
             for (seq, hex_id), verdict in zip(tags, verdicts, strict=True):
                 self._on_verdict(seq, hex_id, verdict)
             wait = wait and len(self._pending) > _MAX_BATCHES_IN_FLIGHT
@@ -1012,13 +1014,15 @@ class _SignatureChecks:
             self._pool = None
 
 
-def _signature_pool(libsodium: bool) -> Executor | _ForkedVerifiers:
+def signature_pool(libsodium: bool, thread_name: str = "verify-pack") -> Executor | _ForkedVerifiers:
+    """Workers for :func:`verify_items` batches (``pool.submit(verify_items, items, libsodium)``): forked processes
+    when this process runs a single thread and the platform forks, else a pool of threads."""
     if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
         try:
             return _ForkedVerifiers(SIGNATURE_WORKERS, libsodium)
         except (OSError, ValueError):
             pass
-    return ThreadPoolExecutor(SIGNATURE_WORKERS, thread_name_prefix="verify-pack")
+    return ThreadPoolExecutor(SIGNATURE_WORKERS, thread_name_prefix=thread_name)
 
 
 class _Pumped(Future[list[bool]]):
@@ -1102,7 +1106,7 @@ def _verify_worker(tasks: Any, verdicts: Any, libsodium: bool) -> None:
     while True:
         batch, items = tasks.get()
         try:
-            result: bytes | None = bytes(_verify_items(items, libsodium))
+            result: bytes | None = bytes(verify_items(items, libsodium))
         except Exception:
             result = None
         verdicts.put((batch, result))

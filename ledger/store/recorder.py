@@ -68,6 +68,14 @@ ENTRY_COLUMNS = (
     entries.c.signature,
     entries.c.key_id,
 )
+_PAYLOAD_COLUMNS = (  # the fields of PayloadRecord, in order
+    payloads.c.seq,
+    payloads.c.salt,
+    payloads.c.payload,
+    payloads.c.erased_at,
+    payloads.c.erased_by_seq,
+    payloads.c.erasure_reason,
+)
 ENTRY_INSERT_COLUMNS = ("log_id", *(column.name for column in ENTRY_COLUMNS))
 _IN_CHUNK = 500
 
@@ -608,36 +616,27 @@ class SqlRecorder:
     def iter_entries_with_payloads(
         self, log_id: int, from_seq: int = 0, batch_size: int = 2000
     ) -> Iterator[tuple[EntryRecord, PayloadRecord | None]]:
-        """Every entry from ``from_seq`` on, in seq order, with its payload row (None if the row is missing)."""
-        last = from_seq - 1
-        while True:
-            query = (
-                select(
-                    *ENTRY_COLUMNS,
-                    payloads.c.seq.label("p_seq"),
-                    payloads.c.salt,
-                    payloads.c.payload,
-                    payloads.c.erased_at,
-                    payloads.c.erased_by_seq,
-                    payloads.c.erasure_reason,
+        """Every entry from ``from_seq`` on, in seq order, with its payload row (None if the row is missing).
+
+        One query streamed in parts of ``batch_size`` rows (a server-side cursor on PostgreSQL), so the rows come
+        from one snapshot of the table; records are built from the row positions, the order of ``ENTRY_COLUMNS``
+        then ``_PAYLOAD_COLUMNS``."""
+        query = (
+            select(*ENTRY_COLUMNS, *_PAYLOAD_COLUMNS)
+            .select_from(
+                entries.outerjoin(
+                    payloads, and_(payloads.c.log_id == entries.c.log_id, payloads.c.seq == entries.c.seq)
                 )
-                .select_from(
-                    entries.outerjoin(
-                        payloads, and_(payloads.c.log_id == entries.c.log_id, payloads.c.seq == entries.c.seq)
-                    )
-                )
-                .where(entries.c.log_id == log_id, entries.c.seq > last)
-                .order_by(entries.c.seq)
-                .limit(batch_size)
             )
-            with translated("reading entries"), self.engine.connect() as conn:
-                rows = conn.execute(query).all()
-            for row in rows:
-                payload = None if row.p_seq is None else _payload(row)
-                yield _entry(row), payload
-            if len(rows) < batch_size:
-                return
-            last = rows[-1].seq
+            .where(entries.c.log_id == log_id, entries.c.seq >= from_seq)
+            .order_by(entries.c.seq)
+        )
+        split = len(ENTRY_COLUMNS)
+        with translated("reading entries"), self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+            for part in result.partitions():
+                for row in part:
+                    yield EntryRecord(*row[:split]), None if row[split] is None else PayloadRecord(*row[split:])
 
     def _filtered(self, log_id: int, f: EntryFilter) -> Any:
         query = select(*ENTRY_COLUMNS).where(entries.c.log_id == log_id)
@@ -691,25 +690,18 @@ class SqlRecorder:
         return found
 
     def iter_nodes(self, log_id: int, batch_size: int = 5000) -> Iterator[tuple[int, NodeRecord]]:
-        """Stored inner nodes ordered by the seq at which they became complete (end_seq), then level."""
-        last: tuple[int, int] = (-1, 0)
-        while True:
-            query = (
-                select(merkle_nodes.c.end_seq, merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash)
-                .where(
-                    merkle_nodes.c.log_id == log_id,
-                    tuple_(merkle_nodes.c.end_seq, merkle_nodes.c.level) > tuple_(*last),
-                )
-                .order_by(merkle_nodes.c.end_seq, merkle_nodes.c.level)
-                .limit(batch_size)
-            )
-            with translated("reading tree nodes"), self.engine.connect() as conn:
-                rows = conn.execute(query).all()
-            for row in rows:
-                yield row.end_seq, NodeRecord(row.level, row.idx, bytes(row.hash))
-            if len(rows) < batch_size:
-                return
-            last = (rows[-1].end_seq, rows[-1].level)
+        """Stored inner nodes ordered by the seq at which they became complete (end_seq), then level; one query
+        streamed in parts of ``batch_size`` rows."""
+        query = (
+            select(merkle_nodes.c.end_seq, merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash)
+            .where(merkle_nodes.c.log_id == log_id)
+            .order_by(merkle_nodes.c.end_seq, merkle_nodes.c.level)
+        )
+        with translated("reading tree nodes"), self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+            for part in result.partitions():
+                for end_seq, level, idx, digest in part:
+                    yield end_seq, NodeRecord(level, idx, digest)
 
     def checkpoints(self, log_id: int, size: int | None = None) -> list[CheckpointRecord]:
         query = select(checkpoints).where(checkpoints.c.log_id == log_id)

@@ -836,7 +836,7 @@ def test_signature_workers_give_the_same_report(pack: fx.Pack, workers: str, mon
     checking them one by one here, for a valid pack and for one with a changed body byte (its signature fails)."""
     tampered = fx.Pack(pack.log, dict(pack.members), dict(pack.manifest))
     change_body_byte(tampered)
-    monkeypatch.setattr(verifier, "_signature_pool", lambda libsodium: _BrokenPool())
+    monkeypatch.setattr(verifier, "signature_pool", lambda libsodium: _BrokenPool())
     inline, inline_tampered = run(pack), run(tampered)
     monkeypatch.undo()
     monkeypatch.setattr(verifier, "_SIGNATURE_BATCH", 2)  # several batches even for a small pack
@@ -885,7 +885,7 @@ def test_libsodium_verdicts_are_openssl_verdicts(message: bytes, position: int, 
     elif part == "message" and text:
         text[position % len(text)] ^= xor
     items = [(bytes(key), bytes(text), bytes(signature))]
-    assert verifier._verify_items(items, libsodium=True) == verifier._verify_items(items, libsodium=False)
+    assert verifier.verify_items(items, libsodium=True) == verifier.verify_items(items, libsodium=False)
 
 
 def test_libsodium_refusals_are_decided_by_openssl() -> None:
@@ -899,7 +899,7 @@ def test_libsodium_refusals_are_decided_by_openssl() -> None:
         (bytes(32), b"m", bytes(non_canonical)),
         (bytes(32), b"", bytes(64)),
     ]
-    assert verifier._verify_items(items, libsodium=True) == verifier._verify_items(items, libsodium=False)
+    assert verifier.verify_items(items, libsodium=True) == verifier.verify_items(items, libsodium=False)
 
 
 def test_entries_are_streamed_not_read_whole(pack: fx.Pack, monkeypatch: pytest.MonkeyPatch) -> None:
