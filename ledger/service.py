@@ -608,35 +608,43 @@ class Ledger:
 
     def _range_hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         wanted = merkle.proof_nodes(ranges)
-        nodes = self.recorder.node_hashes(self._log_id, wanted)
+        nodes = self._stored_nodes(wanted)
+        return [merkle.range_hash_from_nodes(start, end, nodes) for start, end in ranges]
+
+    def _stored_nodes(
+        self, wanted: set[tuple[int, int]], size: int | None = None, field: str = "size"
+    ) -> dict[tuple[int, int], bytes]:
+        """The stored hashes of ``wanted``, read with the log's size in one round trip; with ``size``, a tree size
+        the caller asked for, which must not exceed the log's."""
+        current, nodes = self.recorder.tree_nodes(self._log_id, wanted)
+        if size is not None and size > current:
+            raise ValidationError(f"tree size {size} is outside 1..{current}", field=field)
         missing = wanted - nodes.keys()
         if missing:
             raise NotFoundError(f"stored tree nodes are missing: {sorted(missing)[:3]}")
-        return [merkle.range_hash_from_nodes(start, end, nodes) for start, end in ranges]
+        return nodes
 
-    def _checked_size(self, size: int | None) -> int:
-        current = self.head().size
+    def _tree_size(self, size: int | None, field: str = "size") -> int:
+        """The tree size asked for (checked against the log's size when the nodes are read), or the log's."""
         if size is None:
-            return current
-        if size < 1 or size > current:
-            raise ValidationError(f"tree size {size} is outside 1..{current}", field="size")
+            return self.head().size
+        if size < 1:
+            raise ValidationError(f"tree size {size} is outside 1..{self.head().size}", field=field)
         return size
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> InclusionProof:
         return self.inclusion_proofs([seq], size)[0]
 
     def inclusion_proofs(self, seqs: Sequence[int], size: int | None = None) -> list[InclusionProof]:
-        """Inclusion proofs of several entries in one tree, from one read of the stored nodes they need."""
-        tree_size = self._checked_size(size)
+        """Inclusion proofs of several entries in one tree, from one read of the log's size and the stored nodes
+        they need (the leaves among them)."""
+        tree_size = self._tree_size(size)
         for seq in seqs:
             if seq < 0 or seq >= tree_size:
                 raise ValidationError(f"seq {seq} is not in a tree of size {tree_size}", field="seq")
         paths = [merkle.inclusion_ranges(seq, tree_size) for seq in seqs]
         wanted = merkle.proof_nodes(itertools.chain.from_iterable(paths)) | {(0, seq) for seq in seqs}
-        nodes = self.recorder.node_hashes(self._log_id, wanted)  # one read: the proof nodes and the leaves
-        missing = wanted - nodes.keys()
-        if missing:
-            raise NotFoundError(f"stored tree nodes are missing: {sorted(missing)[:3]}")
+        nodes = self._stored_nodes(wanted, size)
         return [
             InclusionProof(
                 seq,
@@ -648,11 +656,12 @@ class Ledger:
         ]
 
     def consistency_proof(self, from_size: int, to_size: int | None = None) -> ConsistencyProof:
-        new_size = self._checked_size(to_size)
+        new_size = self._tree_size(to_size)
         if from_size < 1 or from_size > new_size:
             raise ValidationError(f"from_size {from_size} is outside 1..{new_size}", field="from_size")
-        hashes = self._range_hashes(merkle.consistency_ranges(from_size, new_size))
-        return ConsistencyProof(from_size, new_size, hashes)
+        ranges = merkle.consistency_ranges(from_size, new_size)
+        nodes = self._stored_nodes(merkle.proof_nodes(ranges), to_size)
+        return ConsistencyProof(from_size, new_size, [merkle.range_hash_from_nodes(s, e, nodes) for s, e in ranges])
 
     # --- audit ------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     tuple_,
     update,
 )
@@ -78,6 +79,14 @@ _PAYLOAD_COLUMNS = (  # the fields of PayloadRecord, in order
 )
 ENTRY_INSERT_COLUMNS = ("log_id", *(column.name for column in ENTRY_COLUMNS))
 _IN_CHUNK = 500
+# The log's size (as level -1), the entry hashes of the wanted leaves and the wanted inner nodes, by primary key.
+_PG_TREE_NODES = text(
+    "SELECT -1 AS level, l.size AS idx, NULL AS hash FROM logs l WHERE l.id = :log "
+    "UNION ALL SELECT 0, e.seq, e.hash FROM entries e "
+    "WHERE e.log_id = :log AND e.seq = ANY(CAST(:seqs AS bigint[])) "
+    "UNION ALL SELECT n.level, n.idx, n.hash FROM unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) "
+    "AS k(level, idx) JOIN merkle_nodes n ON n.log_id = :log AND n.level = k.level AND n.idx = k.idx"
+)
 
 
 class Recorder(Protocol):
@@ -674,20 +683,45 @@ class SqlRecorder:
 
     def node_hashes(self, log_id: int, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Stored complete-subtree hashes for the given (level, index) keys; level 0 reads entry hashes."""
+        return self.tree_nodes(log_id, keys)[1]
+
+    def tree_nodes(self, log_id: int, keys: Iterable[tuple[int, int]]) -> tuple[int, dict[tuple[int, int], bytes]]:
+        """The log's current size and the stored hashes of the given (level, index) keys (level 0: entry hashes),
+        read together: one statement on PostgreSQL, whose text never changes (so the server plans it once per
+        connection), outside any transaction (no BEGIN and ROLLBACK round trips)."""
         wanted = set(keys)
-        leaves = [idx for level, idx in wanted if level == 0]
+        leaves = sorted(idx for level, idx in wanted if level == 0)
         inner = sorted((level, idx) for level, idx in wanted if level > 0)
         with translated("reading tree nodes"), self.engine.connect() as conn:
-            found: dict[tuple[int, int], bytes] = {(0, seq): h for seq, h in _leaf_hashes(conn, log_id, leaves).items()}
-            for chunk in _chunks(inner):
-                rows = conn.execute(
-                    select(merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash).where(
-                        merkle_nodes.c.log_id == log_id,
-                        tuple_(merkle_nodes.c.level, merkle_nodes.c.idx).in_(chunk),
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                found: dict[tuple[int, int], bytes] = {}
+                size: int | None = None
+                parameters = {
+                    "log": log_id,
+                    "seqs": leaves,
+                    "levels": [level for level, _idx in inner],
+                    "idxs": [idx for _level, idx in inner],
+                }
+                for level, idx, digest in conn.execute(_PG_TREE_NODES, parameters):
+                    if level < 0:
+                        size = idx
+                    else:
+                        found[(level, idx)] = digest
+            else:
+                size = conn.execute(select(logs.c.size).where(logs.c.id == log_id)).scalar()
+                found = {(0, seq): h for seq, h in _leaf_hashes(conn, log_id, leaves).items()}
+                for chunk in _chunks(inner):
+                    rows = conn.execute(
+                        select(merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash).where(
+                            merkle_nodes.c.log_id == log_id,
+                            tuple_(merkle_nodes.c.level, merkle_nodes.c.idx).in_(chunk),
+                        )
                     )
-                )
-                found.update(((row.level, row.idx), bytes(row.hash)) for row in rows)
-        return found
+                    found.update(((row.level, row.idx), bytes(row.hash)) for row in rows)
+        if size is None:
+            raise NotFoundError(f"no log with id {log_id}")
+        return size, found
 
     def iter_nodes(self, log_id: int, batch_size: int = 5000) -> Iterator[tuple[int, NodeRecord]]:
         """Stored inner nodes ordered by the seq at which they became complete (end_seq), then level; one query
