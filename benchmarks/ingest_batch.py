@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from benchmarks import memory, peers
 from benchmarks.common import (
@@ -36,9 +36,11 @@ from benchmarks.common import (
     rate,
 )
 from benchmarks.rounds import Contender, race
+from ledger.notes import parse_verifier_key
 
 NAME = "ingest.batch"
 TARGET = Target(15_000, EVENTS_PER_S)
+AUDIT_TARGET = Target(15_000, EVENTS_PER_S)
 
 
 def _event_batches(start: int, count: int) -> Iterator[list[dict[str, Any]]]:
@@ -88,6 +90,7 @@ def run(ctx: Context) -> None:
     results.compare(NAME, "raw.copy_plus_sign", TARGET)
     results.compare(NAME, "eventsourcing.batch", TARGET)
     results.compare(memory.FIGURE, memory.BASELINE)
+    results.compare("audit", "raw.audit_ed25519_verify", AUDIT_TARGET)
 
 
 def audit(ctx: Context, ledger: Any) -> None:
@@ -106,6 +109,19 @@ def audit(ctx: Context, ledger: Any) -> None:
     )
     if not report.ok:
         results.notes.append(f"WARNING: the audit after {NAME} reported findings: {report!r}"[:2000])
+    # the baseline: the same bodies and signatures checked by cryptography (OpenSSL) on one thread, nothing else
+    signed = [(entry.body, entry.signature) for entry in ledger.entries()]
+    public = Ed25519PublicKey.from_public_bytes(parse_verifier_key(ledger.active_key().verifier_key).public_key)
+    began = time.perf_counter()
+    for body, signature in signed:
+        public.verify(signature, body)
+    spent = time.perf_counter() - began
+    results.add(
+        "raw.audit_ed25519_verify",
+        rate(len(signed), spent),
+        EVENTS_PER_S,
+        f"Ed25519 verification of the same {len(signed):,} bodies, cryptography, one thread",
+    )
 
 
 def raw_contender(ctx: Context, stack: contextlib.ExitStack) -> tuple[Contender, Stopwatch, Stopwatch]:

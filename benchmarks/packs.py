@@ -107,7 +107,7 @@ def run(ctx: Context) -> None:
         verifier_key = ledger.active_key().verifier_key
         pack_path = tmp / "pack.zip"
 
-        built = _child(
+        built = child_command(
             ["export", "--url", database.superuser_url, "--data-dir", str(data_dir), "--out", str(pack_path)]
         )
         if (built["first_seq"], built["last_seq"], built["disclosed"]) != (0, total - 1, total):
@@ -260,7 +260,8 @@ def raw_verify(pack: Path, verifier_key: str, threads: int = 1, library: str = "
 # --- the measured children ---------------------------------------------------------------------------
 
 
-def _child(args: list[str]) -> dict[str, Any]:
+def child_command(args: list[str]) -> dict[str, Any]:
+    """Run ``python -m benchmarks.packs ARGS`` (a measured child) and return the JSON it printed last."""
     argv = [sys.executable, "-m", "benchmarks.packs", *args]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psycopg
 
+from benchmarks import packs
 from benchmarks.common import (
     MEGABYTES,
     ORIGIN,
@@ -89,6 +90,8 @@ BLOB_ENV = "LEDGER_BENCH_BLOB_CONNECTION_STRING"
 RESTORE_TARGET = Target(10_000, ENTRIES_PER_S)
 RSS_TARGET = Target(300, MEGABYTES, higher_is_better=False)
 
+BUILD = "retention.build_log"
+PACK_LARGE = "packs.build_large"
 SEAL = "retention.seal"
 SEAL_FLOOR = "raw.read_gzip"
 RESTORE_PG = "retention.restore.postgres"
@@ -220,14 +223,15 @@ def run(ctx: Context) -> None:
         data_dir, store_dir = tmp / "keys", tmp / "store"
         source = stack.enter_context(ctx.database("bench_seal_source"))
         ledger = stack.enter_context(new_ledger(source.superuser_url, data_dir))
-        print(f"  building a log of {total:,} entries ...", flush=True)
-        build_seconds = build_log(ledger, total)
+        print(f"  building a log of {total:,} entries (in a measured child) ...", flush=True)
+        built = _child(["build", "--url", source.superuser_url, "--data-dir", str(data_dir), "--entries", str(total)])
         results.add(
-            "retention.build_log",
-            rate(total, build_seconds),
+            BUILD,
+            rate(total, built["seconds"]),
             ENTRIES_PER_S,
             f"Ledger.append_batch of {BUILD_BATCH:,} x {-(-total // BUILD_BATCH):,}: the log sealed below",
         )
+        add_memory(results, BUILD, built, "imports + Ledger.open")
         expected_note = ledger.checkpoint(total)
         expected_root = ledger.root(total).hex()
         trusted = ledger.active_key().verifier_key
@@ -314,6 +318,22 @@ def run(ctx: Context) -> None:
         results.add(
             "raw.restore.sqlite_insert", rate(total, floor["sqlite"]), ENTRIES_PER_S, "executemany, one transaction"
         )
+        # last: the export appends its pack.exported event to the log
+        print(f"  exporting a pack of all {total:,} entries (in a measured child) ...", flush=True)
+        exported = packs.child_command(
+            ["export", "--url", source.superuser_url, "--data-dir", str(data_dir), "--out", str(tmp / "large.zip")]
+        )
+        if exported["disclosed"] != total:
+            raise RuntimeError(f"the large pack disclosed {exported['disclosed']:,} entries, not {total:,}")
+        results.add(
+            PACK_LARGE,
+            exported["seconds"],
+            "s",
+            f"export_pack of all {total:,} entries (each disclosed) in {exported['seconds']:.1f} s; "
+            f"{(tmp / 'large.zip').stat().st_size / 1e6:.0f} MB",
+        )
+        add_memory(results, PACK_LARGE, exported, "imports + Ledger.open")
+        (tmp / "large.zip").unlink()
         results.facts["seal_restore_entries"] = total
         results.facts["seal_restore_checkpoint_ok"] = True
 
@@ -322,7 +342,7 @@ def run(ctx: Context) -> None:
     results.compare("proofs.consistency.p99_ms", "proofs.raw_lookup.p99_ms", PROOF_TARGET)
     results.compare(RESTORE_PG, FLOOR_PG, RESTORE_TARGET)
     results.compare(RESTORE_SQLITE, FLOOR_SQLITE, RESTORE_TARGET)
-    for figure in (SEAL, RESTORE_PG, RESTORE_SQLITE):
+    for figure in (BUILD, PACK_LARGE, SEAL, RESTORE_PG, RESTORE_SQLITE):
         results.compare(f"{figure}.peak_rss_mb", f"{figure}.rss_before_mb", RSS_TARGET)
 
 
@@ -602,6 +622,19 @@ def child_seal(url: str, data_dir: Path, spec: str, store_name: str) -> dict[str
     }
 
 
+def child_build(url: str, data_dir: Path, total: int) -> dict[str, Any]:
+    from ledger.service import Ledger
+
+    ledger = Ledger.open(ledger_settings(data_dir, url), ORIGIN, run_migrations=False)
+    try:
+        before, source = _peak()
+        seconds = build_log(ledger, total)
+        peak, _ = _peak()
+    finally:
+        ledger.recorder.engine.dispose()
+    return {"seconds": seconds, "before_mb": before, "peak_mb": peak, "memory_source": source}
+
+
 def child_restore(url: str, spec: str, key: str) -> dict[str, Any]:
     from retention.restore import restore
 
@@ -633,6 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     seal.add_argument("--data-dir", required=True, type=Path)
     seal.add_argument("--store", required=True, help="a directory, or azure:CONTAINER (connection string in env)")
     seal.add_argument("--store-name", default=STORE_NAME)
+    build = sub.add_parser("build", help="append the benchmark's log to an existing empty ledger, timed")
+    build.add_argument("--url", required=True)
+    build.add_argument("--data-dir", required=True, type=Path)
+    build.add_argument("--entries", required=True, type=int)
     again = sub.add_parser("restore", help="restore the store into a fresh database, timed")
     again.add_argument("--url", required=True)
     again.add_argument("--store", required=True)
@@ -640,6 +677,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "seal":
         measured = child_seal(args.url, args.data_dir, args.store, args.store_name)
+    elif args.command == "build":
+        measured = child_build(args.url, args.data_dir, args.entries)
     else:
         measured = child_restore(args.url, args.store, args.key)
     print(json.dumps(measured))
