@@ -31,8 +31,12 @@ DESCRIPTIONS = {
     "A child of its own, because the harness process also hosts the baselines. Linux carries a parent's "
     "high-water mark into a child, so when `getrusage` shows the harness's mark the child's own `VmHWM` is "
     "used (the run details say which).",
-    "audit": "`Ledger.audit()` over the log written by the batch run (every signature, hash, chain link, "
-    "tree node and checkpoint re-checked); no baseline, shown for scale.",
+    "audit": "`Ledger.audit()` over the log written by the batch run (every signature, hash, canonical body, chain "
+    "link, stream counter, payload digest, tree node and checkpoint re-checked): entries and nodes streamed by one "
+    "query each, signatures checked by two forked worker processes (libsodium, OpenSSL deciding what it refuses) "
+    "while the main process checks the rest.",
+    "raw.audit_ed25519_verify": "The floor for the audit's signature share: `Ed25519PublicKey.verify` from "
+    "`cryptography` of the same bodies and signatures (read untimed) on one thread, nothing else.",
     "ingest.single": "`Ledger.append`, one event per transaction, sequential on one thread.",
     "raw.insert_commit": "One plain `INSERT` of a ledger-sized row and a commit per event (psycopg 3, "
     "prepared statement).",
@@ -82,7 +86,16 @@ DESCRIPTIONS = {
     "`append_batch`).",
     "retention.build_log": "How the log that `retention.seal_restore` seals was written: `Ledger.append_batch` with "
     "10,000 varied `check.result` events per call (8 controls on 300 hosts, 2,400 streams; outcomes, evidence lists "
-    "and details varying); shown for scale, not compared.",
+    "and details varying), in a child process (`python -m benchmarks.seal_restore build`); shown for scale.",
+    "retention.build_log.rss_before_mb": "`VmHWM` of the build child after imports and `Ledger.open`.",
+    "retention.build_log.peak_rss_mb": "`VmHWM` of the build child after its last batch: the memory of ingesting "
+    "the whole log (1,000,000 entries in a full run).",
+    "packs.build_large": "`export_pack` of every entry of the `retention.seal_restore` log (1,000,000 in a full run), "
+    "each disclosed, in a child process (`python -m benchmarks.packs export`), after the seal and restores; shown "
+    "for its time and memory.",
+    "packs.build_large.rss_before_mb": "`VmHWM` of that export's child after imports and `Ledger.open`.",
+    "packs.build_large.peak_rss_mb": "`VmHWM` of that export's child after `export_pack` returned: the memory of "
+    "exporting a pack of the whole log.",
     "retention.seal": '`Sealer(ledger, FilesystemStore(dir), "bench", SealConfig(every_entries=10_000))'
     ".run_once(force=True)` over the whole PostgreSQL-backed log, in a child process: per segment of 10,000 read "
     "the entries with their payloads, encode and gzip the segment and payload objects, write them and the signed "

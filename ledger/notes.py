@@ -370,7 +370,8 @@ class _Ed25519Verifier:
     def _verify_raw(self, msg: bytes, signature: bytes) -> bool:
         """RFC 8032 verification by libsodium (``crypto_sign_open``): it accepts only what OpenSSL's check in
         ``cryptography`` accepts, and also refuses small-order keys and points, which our keys never are; it is about
-        twice as fast here, and like it releases the GIL, so audits and restores check signatures on two threads."""
+        twice as fast here.  (Audits and restores check entry signatures in batches on worker processes instead: see
+        ``ledger.packs.verifier.verify_items``.)"""
         if len(signature) != _ED25519_SIG_SIZE:
             return False
         try:
