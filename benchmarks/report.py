@@ -168,7 +168,7 @@ DESCRIPTIONS = {
     "raw.ed25519_verify": "The floor for the verifier: `Ed25519PublicKey.verify` from `cryptography` of the same "
     "bodies and signatures (parsed from the pack untimed), one thread, as the verifier.",
     "raw.ed25519_verify.2_threads": "The same verification split over two threads (`ThreadPoolExecutor`; "
-    "`cryptography` releases the GIL while it verifies),: what a verifier that checks "
+    "`cryptography` releases the GIL while it verifies): what a verifier that checks "
     "signatures in parallel could reach on this machine.",
     "packs.verify.rss_before_mb": "`VmHWM` of the verifier's child after the interpreter started and loaded "
     "verifier.py.",
