@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from ledger.errors import ConfigurationError, VerificationError
+from ledger.files import PRIVATE_FILE_MODE, private_directory
 from ledger.notes import NoteSigner
 from ledger.settings import Settings
 
@@ -20,9 +21,9 @@ SUBJECT_SECRET_FILE = "subject.secret"  # noqa: S105 - a file name, not a secret
 
 def _write_secret(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 and the text; never overwrite an existing secret."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     except FileExistsError as exc:
         raise ConfigurationError(f"refusing to overwrite existing key file {path}") from exc
     with os.fdopen(fd, "w", encoding="ascii") as handle:

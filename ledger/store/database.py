@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import ConfigurationError, StorageUnavailable
+from ledger.files import private_file
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0004"  # the newest file in migrations/versions; a test keeps the two equal
@@ -51,7 +52,8 @@ def make_engine(url: str, *, timeout_seconds: float = 3.0) -> Engine:
 def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode.
+        private_file(Path(database))
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")

@@ -8,7 +8,7 @@
   never reach a log record, in-process at DEBUG, on the stderr of ``ledger serve --log-level debug`` and of
   CLI runs, while the capture demonstrably holds the server's own records (and a body deliberately logged).
 - Key files: private keys and the subject secret are mode 0600 in a 0700 directory even under umask 000, and
-  are written nowhere else.
+  are written nowhere else; the embedded database and its data directory are owner-only as well.
 
 The API runs on PostgreSQL, connected as a role whose password is one of the markers.
 """
@@ -743,6 +743,13 @@ def test_key_files_are_0600_in_a_private_directory_even_under_umask_000(tmp_path
         assert stat.S_IMODE(info.st_mode) == 0o600, (path, oct(info.st_mode))
         assert info.st_uid == os.getuid(), path
         assert not stat.S_IMODE(path.parent.stat().st_mode) & stat.S_IWOTH, path.parent
+
+    # The embedded database (with SQLite's -wal and -shm beside it) and the data directory are owner-only too.
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    database_files = sorted(data.glob("ledger.db*"))
+    assert data / "ledger.db" in database_files, database_files
+    for path in database_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
 
     # The private key material is in those files and nowhere else under the data directory.
     material = [_private_key_material(path).encode() for path in secret_files[:2]]
