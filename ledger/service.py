@@ -676,7 +676,7 @@ class Ledger:
                 if progress is not None:
                     progress(len(batch))
             auditor.check_leftover_nodes(nodes.rest())
-            return auditor.finish(head)
+            return auditor.finish(head, self.recorder.stream_next_seqs(self._log_id))
 
 
 class _Peekable:

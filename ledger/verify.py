@@ -8,7 +8,7 @@ the seq it concerns; :func:`verify` is the raising form that stops at the first 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -387,9 +387,15 @@ class Auditor:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def finish(self, head: LogHead) -> AuditReport:
-        """Close the audit: checkpoints beyond the last entry mean the tail was cut; the head must agree."""
+    def finish(self, head: LogHead, stream_next_seqs: Mapping[str, int] | None = None) -> AuditReport:
+        """Close the audit: checkpoints beyond the last entry mean the tail was cut; the head must agree.
+
+        ``stream_next_seqs``, where given, is the stored next ``stream_seq`` of each stream: it must be what
+        the entries give, or the next append to that stream would repeat or skip a stream_seq.
+        """
         self.close()
+        if stream_next_seqs is not None:
+            self._check_stream_heads(stream_next_seqs)
         last_size = self._expected_seq
         for checkpoint in self._checkpoints[self._next_checkpoint :]:
             if self._check_checkpoint(checkpoint, None):  # only a valid signature proves entries were there
@@ -417,6 +423,20 @@ class Auditor:
         self.report.root = self._tree.root().hex()
         self.report.findings.sort(key=lambda f: (f.seq is None, f.seq or 0))  # stable: per seq, in check order
         return self.report
+
+    def _check_stream_heads(self, stored: Mapping[str, int]) -> None:
+        # Appends that commit while the audit reads only raise the stored values (or add streams), so only a
+        # stored value below what the entries give, or none at all, is a finding: the next append to that
+        # stream would repeat a stream_seq.  One raised behind the ledger's back shows as a stream-gap later.
+        for stream, expected in sorted(self._stream_next.items()):
+            found = stored.get(stream)
+            if found is None or found < expected:
+                self._find(
+                    None,
+                    "stream-head-mismatch",
+                    f"stream {stream!r}: the stored next stream_seq is {'missing' if found is None else found}, "
+                    f"the entries give {expected}",
+                )
 
 
 _CHECKPOINT_CODES: Final = frozenset(

@@ -53,6 +53,7 @@ from ledger.store.tables import (
     merkle_nodes,
     metadata,
     payloads,
+    streams,
 )
 
 ENTRY_COLUMNS = (
@@ -744,6 +745,12 @@ class SqlRecorder:
         with translated("reading checkpoints"), self.engine.connect() as conn:
             rows = conn.execute(query.order_by(checkpoints.c.size, checkpoints.c.id)).all()
         return [CheckpointRecord(row.size, bytes(row.root), row.note, row.created_at) for row in rows]
+
+    def stream_next_seqs(self, log_id: int) -> dict[str, int]:
+        """The stored next ``stream_seq`` of every stream of the log (what the next append to it will use)."""
+        query = select(streams.c.stream, streams.c.next_seq).where(streams.c.log_id == log_id)
+        with translated("reading streams"), self.engine.connect() as conn:
+            return {row.stream: row.next_seq for row in conn.execute(query)}
 
     def latest_checkpoint(self, log_id: int) -> CheckpointRecord | None:
         query = (
