@@ -390,8 +390,8 @@ class Auditor:
     def finish(self, head: LogHead, stream_next_seqs: Mapping[str, int] | None = None) -> AuditReport:
         """Close the audit: checkpoints beyond the last entry mean the tail was cut; the head must agree.
 
-        ``stream_next_seqs``, where given, is the stored next ``stream_seq`` of each stream: it must be what
-        the entries give, or the next append to that stream would repeat or skip a stream_seq.
+        ``stream_next_seqs``, where given, is the stored next ``stream_seq`` of each stream: one missing or
+        below what the entries give is a finding (the next append to that stream would repeat a stream_seq).
         """
         self.close()
         if stream_next_seqs is not None:
