@@ -326,7 +326,7 @@ def verify(json_out: JsonOption = False) -> None:
         typer.echo(
             f"{verdict}: {report.entries_checked} entries, {report.checkpoints_checked} checkpoints, "
             f"{report.nodes_checked} tree nodes, {report.payloads_checked} payloads checked"
-            f" ({report.payloads_erased} erased)"
+            f" ({report.payloads_erased} erased), {report.subjects_checked} subject references"
         )
     if not report.ok:
         raise typer.Exit(EXIT_FINDINGS)

@@ -670,12 +670,23 @@ class Ledger:
         head = self.head()
         with Auditor(self.origin, self.recorder.keys(self._log_id), self.recorder.checkpoints(self._log_id)) as auditor:
             nodes = _Peekable(self.recorder.iter_nodes(self._log_id))
+            subjects = _Peekable(self.recorder.iter_subjects(self._log_id))
             for batch in iter_batches(self.recorder.iter_entries_with_payloads(self._log_id), batch_size):
                 last = batch[-1][0].seq
-                auditor.check_batch(batch, nodes.take_while(lambda item, last=last: item[0] <= last))
+                auditor.check_batch(
+                    batch,
+                    nodes.take_while(lambda item, last=last: item[0] <= last),
+                    stored_subjects=subjects.take_while(lambda item, last=last: item[0] <= last),
+                )
                 if progress is not None:
                     progress(len(batch))
-            auditor.check_leftover_nodes(nodes.rest())
+            # Nodes and index rows beyond the audited entries: those of appends committed since the entries were
+            # read are not checked; the others (below the head read first, or at or beyond the head read after
+            # them) belong to no entry.
+            leftover_nodes, leftover_subjects = list(nodes.rest()), list(subjects.rest())
+            later = self.head().size if leftover_nodes or leftover_subjects else head.size
+            auditor.check_leftover_nodes(leftover_nodes, unchecked=range(head.size, later))
+            auditor.check_leftover_subjects(leftover_subjects, unchecked=range(head.size, later))
             return auditor.finish(head, self.recorder.stream_next_seqs(self._log_id))
 
 

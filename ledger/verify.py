@@ -56,6 +56,7 @@ class AuditReport:
     nodes_checked: int = 0
     payloads_checked: int = 0
     payloads_erased: int = 0
+    subjects_checked: int = 0  # subject references of signed bodies found in the subject index, or not
     root: str = ""
     findings: list[Finding] = field(default_factory=list)
 
@@ -72,6 +73,7 @@ class AuditReport:
             "nodes_checked": self.nodes_checked,
             "payloads_checked": self.payloads_checked,
             "payloads_erased": self.payloads_erased,
+            "subjects_checked": self.subjects_checked,
             "root": self.root,
             "findings": [{"seq": f.seq, "code": f.code, "message": f.message} for f in self.findings],
         }
@@ -182,11 +184,13 @@ class Auditor:
         batch: Sequence[tuple[EntryRecord, PayloadRecord | None]],
         stored_nodes: Iterable[tuple[int, NodeRecord]] = (),
         signatures: SignatureChecks | None = None,
+        stored_subjects: Iterable[tuple[int, str]] | None = None,
     ) -> None:
         """Check a run of consecutive entries; ``stored_nodes`` are (end_seq, node) for the same seqs.
 
         ``signatures`` is what :meth:`submit_signatures` returned for exactly these entries (submitted here when
-        omitted)."""
+        omitted).  ``stored_subjects``, where given, are the subject index rows (seq, reference) of the same
+        seqs: each entry's rows must be exactly the references its signed body lists."""
         if signatures is None:
             signatures = self.submit_signatures([entry for entry, _payload in batch])
         elif signatures.count != len(batch):
@@ -194,8 +198,19 @@ class Auditor:
         nodes_by_seq: dict[int, dict[tuple[int, int], bytes]] = {}
         for end_seq, node in stored_nodes:
             nodes_by_seq.setdefault(end_seq, {})[(node.level, node.idx)] = node.hash
+        subjects_by_seq: dict[int, set[str]] | None = None
+        if stored_subjects is not None:
+            subjects_by_seq = {}
+            for seq, subject in stored_subjects:
+                subjects_by_seq.setdefault(seq, set()).add(subject)
         for entry, payload in batch:
-            self._check_entry(entry, payload, nodes_by_seq.pop(entry.seq, {}))
+            body = self._check_entry(entry, payload, nodes_by_seq.pop(entry.seq, {}))
+            if subjects_by_seq is not None:
+                indexed = subjects_by_seq.pop(entry.seq, set())
+                if body is not None:  # an unparsable body is a finding already; its references are unknown
+                    self._check_subjects(entry.seq, body, indexed)
+        if subjects_by_seq:
+            self.check_leftover_subjects((seq, s) for seq, found in subjects_by_seq.items() for s in found)
         for (entry, _payload), signature_ok in zip(batch, signatures.results(), strict=True):
             self._check_signature(entry, signature_ok)
         for end_seq, extra in nodes_by_seq.items():
@@ -207,7 +222,8 @@ class Auditor:
         entry: EntryRecord,
         payload: PayloadRecord | None,
         stored_nodes: dict[tuple[int, int], bytes],
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """Check one entry; its body, parsed (None if it does not parse)."""
         seq = entry.seq
         if seq != self._expected_seq:
             self._find(
@@ -227,6 +243,36 @@ class Auditor:
         self._prev = actual_hash
         self._expected_seq = seq + 1
         self._check_checkpoints_at(self._tree.size)
+        return body
+
+    def _check_subjects(self, seq: int, body: dict[str, Any], stored: set[str]) -> None:
+        """The subject index must hold exactly the references the signed body lists: a lost row hides the entry
+        from queries and erasure by subject, an added one ties someone to an entry that does not name them."""
+        listed = body["subjects"]
+        signed = set(listed) if isinstance(listed, list) else set()
+        self.report.subjects_checked += len(signed)
+        if missing := len(signed - stored):
+            self._find(
+                seq,
+                "subject-index-mismatch",
+                f"{missing} subject reference(s) of the signed body are missing from the subject index",
+            )
+        if extra := len(stored - signed):
+            self._find(
+                seq,
+                "subject-index-mismatch",
+                f"the subject index ties {extra} reference(s) to this entry that its signed body does not list",
+            )
+
+    def check_leftover_subjects(self, rows: Iterable[tuple[int, str]], unchecked: range = range(0)) -> None:
+        """Subject index rows of seqs that have no entry.  Rows with a seq in ``unchecked`` are skipped: those
+        of appends that committed after the audit read its entries."""
+        counts: dict[int, int] = {}
+        for seq, _subject in rows:
+            if seq not in unchecked:
+                counts[seq] = counts.get(seq, 0) + 1
+        for seq, count in sorted(counts.items()):
+            self._find(seq, "subject-index-mismatch", f"the subject index ties {count} reference(s) to a missing entry")
 
     def _skip_to(self, seq: int) -> None:
         """After a gap the tree cannot be rebuilt; keep checking links and signatures from here."""
@@ -370,9 +416,12 @@ class Auditor:
                     "two histories of the log were signed",
                 )
 
-    def check_leftover_nodes(self, nodes: Iterable[tuple[int, NodeRecord]]) -> None:
-        """Stored tree nodes that end beyond the last entry should not exist."""
+    def check_leftover_nodes(self, nodes: Iterable[tuple[int, NodeRecord]], unchecked: range = range(0)) -> None:
+        """Stored tree nodes that end beyond the last entry should not exist.  Those that end at a seq in
+        ``unchecked`` are skipped: nodes of appends that committed after the audit read its entries."""
         for end_seq, node in nodes:
+            if end_seq in unchecked:
+                continue
             self._find(end_seq, "unexpected-node", f"stored tree node ({node.level}, {node.idx}) lies beyond the log")
 
     def close(self) -> None:

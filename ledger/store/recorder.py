@@ -738,6 +738,19 @@ class SqlRecorder:
                 for end_seq, level, idx, digest in part:
                     yield end_seq, NodeRecord(level, idx, digest)
 
+    def iter_subjects(self, log_id: int, batch_size: int = 5000) -> Iterator[tuple[int, str]]:
+        """The subject index of the log as (seq, subject reference), ordered by seq then reference; one query
+        streamed in parts of ``batch_size`` rows."""
+        query = (
+            select(entry_subjects.c.seq, entry_subjects.c.subject)
+            .where(entry_subjects.c.log_id == log_id)
+            .order_by(entry_subjects.c.seq, entry_subjects.c.subject)
+        )
+        with translated("reading the subject index"), self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+            for part in result.partitions():
+                yield from ((seq, subject) for seq, subject in part)
+
     def checkpoints(self, log_id: int, size: int | None = None) -> list[CheckpointRecord]:
         query = select(checkpoints).where(checkpoints.c.log_id == log_id)
         if size is not None:

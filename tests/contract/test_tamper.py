@@ -6,6 +6,9 @@ an administrator could (triggers off as a PostgreSQL superuser, triggers dropped
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 
@@ -18,11 +21,19 @@ from tests.contract.conftest import Backend, check_event
 SIZE = 20
 
 
+def _subjects(number: int) -> list[str]:
+    """Even entries name people (every fourth two of them); odd ones name nobody."""
+    return [f"emp-{number % 7}", f"emp-{number % 5 + 10}"][: (number % 4 == 0) + 1] if number % 2 == 0 else []
+
+
 @pytest.fixture
 def filled(ledger: Ledger) -> Ledger:
     for start in range(0, SIZE, 5):
-        ledger.append_batch([check_event(n, stream=f"s/{n % 3}") for n in range(start, start + 5)], producer="p")
-    assert ledger.audit().ok
+        ledger.append_batch(
+            [check_event(n, stream=f"s/{n % 3}", subjects=_subjects(n)) for n in range(start, start + 5)], producer="p"
+        )
+    report = ledger.audit()
+    assert report.ok and report.subjects_checked == sum(len(_subjects(n)) for n in range(SIZE))
     return ledger
 
 
@@ -173,3 +184,92 @@ def test_a_stream_row_set_forward_shows_as_a_gap_at_the_next_append(filled: Ledg
     assert filled.audit().ok
     filled.append(check_event(SIZE, stream="s/0"), producer="p")
     assert [(f.seq, f.code) for f in filled.audit().findings] == [(SIZE, "stream-gap")]
+
+
+def _subject_findings(ledger: Ledger, backend: Backend, *changes: str) -> list[tuple[int | None, str, str]]:
+    """Make ``changes`` to the subject index with triggers bypassed; the audit's findings."""
+    with backend.bypass() as conn:
+        for change in changes:
+            conn.execute(text(change))
+    return [(f.seq, f.code, f.message) for f in ledger.audit().findings]
+
+
+def test_a_lost_subject_row(filled: Ledger, backend: Backend) -> None:
+    """Without its index row, entry 8 would be missed by queries and erasure by that subject."""
+    findings = _subject_findings(
+        filled,
+        backend,
+        "DELETE FROM entry_subjects WHERE seq = 8 AND subject = (SELECT "
+        "MIN(subject) FROM entry_subjects WHERE seq = 8)",
+    )
+    assert [(seq, code) for seq, code, _message in findings] == [(8, "subject-index-mismatch")]
+    assert "1 subject reference(s) of the signed body are missing" in findings[0][2]
+
+
+def test_a_subject_row_added(filled: Ledger, backend: Backend) -> None:
+    """An added row ties a person to entry 7, whose signed body names nobody."""
+    findings = _subject_findings(
+        filled,
+        backend,
+        "INSERT INTO entry_subjects (log_id, subject, seq) SELECT log_id, subject, 7 FROM entry_subjects WHERE seq = 6",
+    )
+    assert [(seq, code) for seq, code, _message in findings] == [(7, "subject-index-mismatch")]
+    assert "ties 1 reference(s) to this entry that its signed body does not list" in findings[0][2]
+
+
+def test_a_subject_row_moved(filled: Ledger, backend: Backend) -> None:
+    findings = _subject_findings(filled, backend, "UPDATE entry_subjects SET seq = 11 WHERE seq = 10")
+    assert [(seq, code) for seq, code, _message in findings] == [
+        (10, "subject-index-mismatch"),
+        (11, "subject-index-mismatch"),
+    ]
+
+
+def test_a_subject_row_beyond_the_log(filled: Ledger, backend: Backend) -> None:
+    """A row for an entry that does not exist would tie its subject to whatever is appended at that seq."""
+    findings = _subject_findings(
+        filled,
+        backend,
+        f"INSERT INTO entry_subjects (log_id, subject, seq) SELECT log_id, subject, {SIZE + 5} "
+        "FROM entry_subjects WHERE seq = 4",
+    )
+    assert findings == [
+        (SIZE + 5, "subject-index-mismatch", "the subject index ties 2 reference(s) to a missing entry")
+    ]
+
+
+def test_the_subject_index_is_not_quoted(filled: Ledger, backend: Backend) -> None:
+    """Findings count references; they never name one (a reference is a pseudonym of a person)."""
+    with backend.bypass() as conn:
+        refs = set(conn.execute(text("SELECT subject FROM entry_subjects")).scalars())
+    findings = _subject_findings(filled, backend, "UPDATE entry_subjects SET seq = 3 WHERE seq = 2")
+    assert findings and not any(ref in message for ref in refs for _seq, _code, message in findings)
+
+
+def test_an_append_during_the_audit_is_not_a_finding(filled: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tree nodes and the subject index are read after the entries: rows of an append that commits in
+    between lie beyond the audited entries and are not held against the log."""
+    read_entries = filled.recorder.iter_entries_with_payloads
+
+    def entries_then_an_append(log_id: int, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        yield from read_entries(log_id, *args, **kwargs)
+        late = [check_event(n, stream="s/0", subjects=["emp-late"]) for n in (SIZE, SIZE + 1)]
+        filled.append_batch(late, producer="p")  # 22 leaves: completes tree nodes that end at seq 21
+
+    monkeypatch.setattr(filled.recorder, "iter_entries_with_payloads", entries_then_an_append)
+    report = filled.audit()
+    assert report.findings == [] and report.entries_checked == SIZE
+    monkeypatch.undo()
+    assert filled.audit().entries_checked == SIZE + 2
+
+
+def test_a_tree_node_beyond_the_log(filled: Ledger, backend: Backend) -> None:
+    with backend.bypass() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO merkle_nodes (log_id, level, idx, end_seq, hash) "
+                "SELECT log_id, 1, 12, 25, hash FROM merkle_nodes WHERE level = 1 AND idx = 0"
+            )
+        )
+    report = filled.audit()
+    assert [(f.seq, f.code) for f in report.findings] == [(25, "unexpected-node")]
