@@ -10,8 +10,10 @@ as a bitmap over the log, one bit per entry).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib.metadata
+import os
 import tempfile
 import uuid
 import zipfile
@@ -27,6 +29,7 @@ import orjson
 from ledger import merkle
 from ledger.canonical import canonical_bytes
 from ledger.errors import NotFoundError, ValidationError
+from ledger.files import PRIVATE_FILE_MODE
 from ledger.notes import parse_checkpoint, sign_note
 from ledger.service import SYSTEM_PRODUCER, Ledger
 from ledger.store.records import EntryFilter, EntryRecord, PayloadRecord
@@ -149,8 +152,19 @@ class _HashingWriter:
 
 
 class _Zip:
+    """The pack being written: a new file, owner-only (0600) whatever the umask, since a pack holds payloads."""
+
     def __init__(self, path: Path) -> None:
-        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        except FileExistsError as exc:
+            raise ValidationError(f"{path} already exists; choose another output path", field="out") from exc
+        self._file = os.fdopen(fd, "wb")
+        try:
+            self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        except BaseException:
+            self._file.close()
+            raise
         self.files: list[dict[str, Any]] = []
 
     def add(self, name: str, data: bytes) -> None:
@@ -172,7 +186,10 @@ class _Zip:
         return self._zip.open(_info(name), "w")
 
     def close(self) -> None:
-        self._zip.close()
+        try:
+            self._zip.close()
+        finally:
+            self._file.close()
 
 
 def _info(name: str) -> zipfile.ZipInfo:
@@ -473,13 +490,14 @@ def export_pack(
         archive.write_raw("manifest.json", manifest_bytes)
         note_text = f"{SIGNATURE_HEADER}\n{pack_id}\n{hashlib.sha256(manifest_bytes).hexdigest()}\n"
         archive.write_raw("manifest.sig", sign_note(note_text, [ledger.signer()]).encode("utf-8"))
-    except BaseException:
         archive.close()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the pack is discarded whatever closing it says
+            archive.close()
         out.unlink(missing_ok=True)  # never leave half a pack behind
         raise
     finally:
         retention_spool.close()
-    archive.close()
     digest = _file_digest(out)
     event_seq = _record_export(ledger, pack_id, scope, exporter, first, last, tree_size, digest, moment)
     return PackResult(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConflictError, IntegrityError, NotFoundError, StorageUnavailable, ValidationError
+from ledger.files import private_directory
 from retention.stores.base import StoredObject, WormReport, validate_name
 
 SIDECAR_SUFFIX = ".meta.json"
@@ -34,9 +35,11 @@ class FilesystemStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_directory(self.root)  # owner-only whatever the umask: others may not replace objects
         except OSError as exc:
             raise StorageUnavailable("cannot create the object store directory") from exc
+        if not self.root.is_dir():
+            raise StorageUnavailable("cannot create the object store directory")
 
     # --- the interface --------------------------------------------------------------------------------
 
@@ -51,7 +54,7 @@ class FilesystemStore:
             "legal_hold": legal_hold,
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_directory(path.parent)
             staged = _write_temp(path.parent, data)
             try:
                 os.link(staged, path)  # atomic and refuses to replace an existing file

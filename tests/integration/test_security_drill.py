@@ -8,7 +8,8 @@
   never reach a log record, in-process at DEBUG, on the stderr of ``ledger serve --log-level debug`` and of
   CLI runs, while the capture demonstrably holds the server's own records (and a body deliberately logged).
 - Key files: private keys and the subject secret are mode 0600 in a 0700 directory even under umask 000, and
-  are written nowhere else; the embedded database and its data directory are owner-only as well.
+  are written nowhere else; the embedded database and its data directory, an exported evidence pack and the
+  local snapshot store are owner-only as well.
 
 The API runs on PostgreSQL, connected as a role whose password is one of the markers.
 """
@@ -750,6 +751,40 @@ def test_key_files_are_0600_in_a_private_directory_even_under_umask_000(tmp_path
     assert data / "ledger.db" in database_files, database_files
     for path in database_files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
+
+    # What the ledger writes from its entries is owner-only as well: an evidence pack (it holds payloads) and the
+    # local snapshot store, whose directories others could otherwise use to replace sealed objects.
+    event = {
+        "id": str(uuid.uuid4()),
+        "stream": "controls/iam-01/host-001",
+        "type": "check.result",
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "payload": {
+            "control_id": "IAM-01",
+            "check_id": "IAM-01-1",
+            "status": "pass",
+            "framework_refs": [],
+            "evidence": [],
+            "observed_at": "2026-11-20T10:00:00Z",
+        },
+    }
+    pack = tmp_path / "exports" / "pack.zip"
+    pack.parent.mkdir()
+    for args, stdin in (
+        (("append", "-"), json.dumps(event)),
+        (("seal", "--all"), None),
+        (("pack", "export", "--out", str(pack), "--stream", "controls/iam-01/host-001"), None),
+    ):
+        done = _cli(*args, env=env, stdin=stdin, umask=0o000)
+        assert done.returncode == 0, (args, done.stderr)
+    assert stat.S_IMODE(pack.stat().st_mode) == 0o600
+    snapshots = data / "snapshots"
+    sealed = [path for path in snapshots.rglob("*") if path.is_file()]
+    assert sealed, "nothing was sealed"
+    for path in [snapshots, *snapshots.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    secret_files.append(pack)  # searched below like the key files: the pack is not expected to hold key material
 
     # The private key material is in those files and nowhere else under the data directory.
     material = [_private_key_material(path).encode() for path in secret_files[:2]]
