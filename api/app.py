@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,8 +32,16 @@ SEALER_RETRY_SECONDS = 5.0
 log = logging.getLogger("ledger.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API for the configured store (the embedded default, or PostgreSQL)."""
+SERVE_WORKER_ENV = "LEDGER_SERVE_WORKER_LOG_LEVEL"
+"""Set by ``ledger serve --workers N`` for its worker processes: their log level (they log JSON lines too)."""
+
+
+def create_app(settings: Settings | None = None, *, background_workers: bool = True) -> FastAPI:
+    """Build the API for the configured store (the embedded default, or PostgreSQL).
+
+    ``background_workers``: whether the app's lifespan runs the sealer and the Kafka workers.  The worker
+    processes of ``ledger serve --workers N`` do not: their supervising process runs them, once.
+    """
     settings = settings or Settings()
     state = AppState(settings, Ledger.open_recorder(settings, run_migrations=False))
     try:
@@ -42,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workers = _start_workers(settings)
+        workers = start_background_workers(settings) if background_workers else []
         try:
             yield
         finally:
@@ -69,7 +78,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _start_workers(settings: Settings) -> list[LogWorkerThread]:
+def create_worker_app() -> FastAPI:
+    """The app of one worker process of ``ledger serve --workers N`` (a uvicorn factory): settings from the
+    environment, JSON logging at the level the command was given, no background workers."""
+    from api.middleware import configure_json_logging
+
+    configure_json_logging(os.environ.get(SERVE_WORKER_ENV, "info"))
+    return create_app(Settings(), background_workers=False)
+
+
+def start_background_workers(settings: Settings) -> list[LogWorkerThread]:
     """The background workers of ``ledger serve``: the sealer (unless LEDGER_SEAL_ENABLED is false) and the
     Kafka workers when a broker is configured."""
     workers = _start_bus_workers(settings)

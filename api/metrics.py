@@ -10,12 +10,14 @@ key ids or anything taken from a request body.
 from __future__ import annotations
 
 import copy
+import os
 import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.applications import Starlette
 from starlette.requests import Request
 
@@ -23,6 +25,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # "text/plain; version=0.0.4; charset=u
 UNMATCHED_ROUTE = "<unmatched>"  # no route answered: unknown paths, and 413/429 refused before routing
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's; set by ``ledger serve --workers N``
 ScrapeHook = Callable[[Collection[str] | None], None]
 """Called at each scrape with the logs whose series will be shown (None: every log)."""
 
@@ -51,12 +54,20 @@ class ApiMetrics:
         self.audit_findings = Counter(
             "ledger_audit_findings", "findings reported by server-side audits", ["log"], registry=registry
         )
-        self.log_size = Gauge("ledger_log_size", "entries in the log (updated on scrape)", ["log"], registry=registry)
+        # set at each scrape; across the processes of ``ledger serve --workers N`` the latest value counts
+        self.log_size = Gauge(
+            "ledger_log_size",
+            "entries in the log (updated on scrape)",
+            ["log"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
         self.dora_reports_overdue = Gauge(
             "ledger_dora_reports_overdue",
             "DORA report deadlines passed without the report (RTS 2025/301 Art. 5; updated on scrape)",
             ["log"],
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self._scrape_hooks: list[ScrapeHook] = []
         _BY_REGISTRY[registry] = self
@@ -85,9 +96,14 @@ class ApiMetrics:
         """
         for hook in self._scrape_hooks:
             hook(logs)
+        registry = self.registry
+        if folder := os.environ.get(MULTIPROCESS_ENV):
+            # a worker of ``ledger serve --workers N``: every worker's values, added up from their files
+            registry = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
         if logs is None:
-            return generate_latest(self.registry)
-        return generate_latest(_OnlyLogs(self.registry, frozenset(logs)))
+            return generate_latest(registry)
+        return generate_latest(_OnlyLogs(registry, frozenset(logs)))
 
 
 class _OnlyLogs:

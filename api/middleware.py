@@ -413,7 +413,8 @@ _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict_
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message and the record's ``extra`` fields.
+    """One JSON object a line: time, level, logger, message, the process id (``ledger serve --workers N`` runs
+    several) and the record's ``extra`` fields.
 
     An exception is reported by its type and stack only: exception messages can quote values (SQL parameters,
     request content), so they are left out.
@@ -425,6 +426,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         for name, value in record.__dict__.items():
             if name not in _RECORD_FIELDS and not name.startswith("_"):

@@ -388,12 +388,25 @@ app.add_typer(api_keys_app, name="api-keys")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
+MAX_SERVE_WORKERS = 64
+
+
 @app.command()
 @handles_errors
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8080,
     log_level: Annotated[str, typer.Option("--log-level", help=f"one of {', '.join(LOG_LEVELS)}")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=MAX_SERVE_WORKERS,
+            help="server processes answering requests (above 1: PostgreSQL only; the sealer and the Kafka "
+            "workers then run once, in the supervising process)",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (uvicorn) over the configured store; logs are JSON lines on stderr."""
     import uvicorn
@@ -404,17 +417,55 @@ def serve(
     level = log_level.lower()
     if level not in LOG_LEVELS:
         raise ValidationError(f"unknown log level; use one of {', '.join(LOG_LEVELS)}")
-    configure_json_logging(level)
     settings = _settings()
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=level,
-        log_config=None,  # keep the JSON logging configured above
-        access_log=False,  # ledger.api.access logs requests without query strings
-        server_header=False,
-    )
+    if workers > 1 and not _is_postgres(settings):
+        raise ValidationError(
+            "--workers above 1 needs PostgreSQL (LEDGER_DATABASE_URL): the embedded SQLite store is served by one "
+            "process"
+        )
+    configure_json_logging(level)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": level,
+        "log_config": None,  # keep the JSON logging configured above
+        "access_log": False,  # ledger.api.access logs requests without query strings
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        _serve_processes(settings, level, workers, options)
+
+
+def _is_postgres(settings: Settings) -> bool:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.resolved_database_url()).get_backend_name() == "postgresql"
+
+
+def _serve_processes(settings: Settings, level: str, workers: int, options: dict[str, Any]) -> None:
+    """uvicorn's supervisor over ``workers`` processes sharing the socket; this process runs the background
+    workers.  The worker processes count metrics in files of one private folder, which ``GET /metrics`` in any
+    of them adds up (prometheus_client's multiprocess mode); the folder is removed at the end."""
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from api.app import SERVE_WORKER_ENV, start_background_workers
+    from api.metrics import MULTIPROCESS_ENV
+
+    metrics_dir = tempfile.mkdtemp(prefix="ledger-metrics-")  # 0700
+    os.environ[SERVE_WORKER_ENV] = level
+    os.environ[MULTIPROCESS_ENV] = metrics_dir
+    background = start_background_workers(settings)
+    try:
+        uvicorn.run("api.app:create_worker_app", factory=True, workers=workers, **options)
+    finally:
+        for worker in background:
+            worker.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _api_key_store(recorder: SqlRecorder | None = None) -> ApiKeyStore:
