@@ -754,20 +754,7 @@ def test_key_files_are_0600_in_a_private_directory_even_under_umask_000(tmp_path
 
     # What the ledger writes from its entries is owner-only as well: an evidence pack (it holds payloads) and the
     # local snapshot store, whose directories others could otherwise use to replace sealed objects.
-    event = {
-        "id": str(uuid.uuid4()),
-        "stream": "controls/iam-01/host-001",
-        "type": "check.result",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "payload": {
-            "control_id": "IAM-01",
-            "check_id": "IAM-01-1",
-            "status": "pass",
-            "framework_refs": [],
-            "evidence": [],
-            "observed_at": "2026-11-20T10:00:00Z",
-        },
-    }
+    event = check_result()
     pack = tmp_path / "exports" / "pack.zip"
     pack.parent.mkdir()
     for args, stdin in (

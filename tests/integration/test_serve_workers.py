@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
 from ledger.store.database import grant_app_role, make_engine, migrate
 from retention.sealing import SEALED_TYPE
+from tests.events import check_result
 from tests.services import free_port
 
 pytestmark = pytest.mark.postgres
@@ -35,23 +35,6 @@ pytestmark = pytest.mark.postgres
 ORIGIN = "workers.test.bank.example/ledger"
 APPENDS = 120
 START_TIMEOUT = 60.0
-
-
-def _event(number: int) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "stream": f"controls/iam-01/host-{number % 4:03d}",
-        "type": "check.result",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "payload": {
-            "control_id": "IAM-01",
-            "check_id": f"IAM-01-{number}",
-            "status": "pass",
-            "framework_refs": ["DORA Art. 9(4)(d)"],
-            "evidence": [],
-            "observed_at": "2026-11-20T10:00:00Z",
-        },
-    }
 
 
 @pytest.fixture
@@ -123,7 +106,8 @@ def test_two_worker_processes_share_one_log_and_run_the_background_work_once(
 
         def append(number: int) -> httpx.Response:
             # a new connection each time, so that the kernel hands the requests to both workers
-            return httpx.post(f"{base}/v1/events", json=_event(number), headers={"X-API-Key": publisher}, timeout=30)
+            event = check_result(stream=f"controls/iam-01/host-{number % 4:03d}")
+            return httpx.post(f"{base}/v1/events", json=event, headers={"X-API-Key": publisher}, timeout=30)
 
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(append, range(APPENDS)))
