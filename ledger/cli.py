@@ -434,38 +434,18 @@ def serve(
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
-    else:
-        _serve_processes(settings, level, workers, options)
+        return
+    from api.serving import serve_processes
+
+    code = serve_processes(settings, workers, options)
+    if code:
+        raise typer.Exit(code)
 
 
 def _is_postgres(settings: Settings) -> bool:
     from sqlalchemy.engine import make_url
 
     return make_url(settings.resolved_database_url()).get_backend_name() == "postgresql"
-
-
-def _serve_processes(settings: Settings, level: str, workers: int, options: dict[str, Any]) -> None:
-    """uvicorn's supervisor over ``workers`` processes sharing the socket; this process runs the background
-    workers.  The worker processes count metrics in files of one private folder, which ``GET /metrics`` in any
-    of them adds up (prometheus_client's multiprocess mode); the folder is removed at the end."""
-    import shutil
-    import tempfile
-
-    import uvicorn
-
-    from api.app import SERVE_WORKER_ENV, start_background_workers
-    from api.metrics import MULTIPROCESS_ENV
-
-    metrics_dir = tempfile.mkdtemp(prefix="ledger-metrics-")  # 0700
-    os.environ[SERVE_WORKER_ENV] = level
-    os.environ[MULTIPROCESS_ENV] = metrics_dir
-    background = start_background_workers(settings)
-    try:
-        uvicorn.run("api.app:create_worker_app", factory=True, workers=workers, **options)
-    finally:
-        for worker in background:
-            worker.stop()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _api_key_store(recorder: SqlRecorder | None = None) -> ApiKeyStore:
