@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.serving import STARTUP_GRACE_SECONDS
 from ledger.access import Role
 from ledger.service import Ledger, utc_now
 from ledger.settings import Settings
@@ -150,6 +151,54 @@ def test_two_worker_processes_share_one_log_and_run_the_background_work_once(
     assert len({r["pid"] for r in access}) == 2 and server.pid not in {r["pid"] for r in access}
     [sealer] = [r for r in records if r["message"].startswith("sealing to the")]
     assert sealer["pid"] == server.pid
+
+
+def _workers(supervisor: int) -> list[int]:
+    """The server processes under the supervisor (multiprocessing may add a resource tracker beside them)."""
+    return [
+        pid for pid in _children(supervisor) if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_a_worker_that_dies_is_replaced_and_a_port_in_use_is_refused(settings: Settings, tmp_path: Path) -> None:
+    publisher = _token(settings, Role.PUBLISHER, ["controls"])
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "ledger.cli", "serve", "--port", str(port), "--workers", "2"]
+    env = _environment(settings, LEDGER_SEAL_ENABLED="false")
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_until_serving(server, base, log_path)
+        first = _workers(server.pid)
+        assert len(first) == 2
+        # a worker that exits within STARTUP_GRACE_SECONDS of its start counts as a failure to start
+        time.sleep(STARTUP_GRACE_SECONDS + 0.5)
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            now = _workers(server.pid)
+            if len(now) == 2 and first[0] not in now:
+                break
+            assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        _wait_until_serving(server, base, log_path)
+        for _ in range(20):
+            answer = httpx.post(f"{base}/v1/events", json=check_result(), headers={"X-API-Key": publisher}, timeout=30)
+            assert answer.status_code == 201
+
+        # a second server on the same port is refused at once, instead of sharing the port with this one
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert second.returncode == 2
+        assert second.stderr.splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+        assert server.poll() is None
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=40)
+    assert server.returncode == 0, log_path.read_text()[-3000:]
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert any("exited with code -9; starting another" in r["message"] for r in records)
 
 
 def test_the_embedded_store_refuses_more_than_one_worker(tmp_path: Path) -> None:
