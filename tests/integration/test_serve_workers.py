@@ -21,15 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
-from api.serving import STARTUP_GRACE_SECONDS
+from api.serving import STARTUP_GRACE_SECONDS, STOP_TIMEOUT_SECONDS
 from ledger.access import Role
 from ledger.service import Ledger, utc_now
 from ledger.settings import Settings
 from ledger.store.api_keys import ApiKeyStore
-from ledger.store.database import grant_app_role, make_engine, migrate
 from retention.sealing import SEALED_TYPE
 from tests.events import check_result
-from tests.services import free_port
+from tests.services import free_port, production_layout
 
 pytestmark = pytest.mark.postgres
 
@@ -40,10 +39,7 @@ START_TIMEOUT = 60.0
 
 @pytest.fixture
 def settings(pg_database: Any, postgres_server: Any, tmp_path: Path) -> Settings:
-    admin = make_engine(pg_database.superuser_url)
-    migrate(admin)
-    grant_app_role(admin, postgres_server.app_role)
-    admin.dispose()
+    production_layout(pg_database, postgres_server.app_role)
     settings = Settings(data_dir=tmp_path / "data", database_url=pg_database.url)
     Ledger.create(settings, ORIGIN).recorder.engine.dispose()
     return settings
@@ -83,6 +79,16 @@ def _wait_until_serving(server: subprocess.Popen[bytes], base: str, log_path: Pa
             pass
         assert time.monotonic() < deadline, log_path.read_text()
         time.sleep(0.2)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, the supervisor's graceful stop (killed if it takes longer than its workers may)."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=STOP_TIMEOUT_SECONDS + 10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def test_two_worker_processes_share_one_log_and_run_the_background_work_once(
@@ -136,12 +142,7 @@ def test_two_worker_processes_share_one_log_and_run_the_background_work_once(
         finally:
             ledger.recorder.engine.dispose()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop(server)
     assert server.returncode == 0, log_path.read_text()[-3000:]
     output = log_path.read_text()
     assert "Traceback" not in output, output[-3000:]
@@ -194,8 +195,7 @@ def test_a_worker_that_dies_is_replaced_and_a_port_in_use_is_refused(settings: S
         assert second.stderr.splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
         assert server.poll() is None
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=40)
+        _stop(server)
     assert server.returncode == 0, log_path.read_text()[-3000:]
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert any("exited with code -9; starting another" in r["message"] for r in records)
