@@ -24,7 +24,6 @@ import secrets
 import sys
 import time
 import traceback
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import problem_response
 from api.metrics import UNMATCHED_ROUTE, ApiMetrics, install_metrics
 from ledger.access import split_token
+from ledger.randomness import random_hex
 from ledger.settings import Settings
 
 access_log = logging.getLogger("ledger.api.access")
@@ -102,7 +102,7 @@ def request_id_of(scope: Scope) -> str:
     incoming = Headers(scope=scope).get(REQUEST_ID_HEADER)
     if incoming is not None and _REQUEST_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return random_hex(16)
 
 
 def route_template(scope: Scope) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +23,7 @@ from ledger.dora.evaluation import DORA_PRODUCER, SOURCE_TYPES, evaluation_event
 from ledger.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
 from ledger.keys import KeyStore
 from ledger.notes import NoteSigner, format_checkpoint, sign_note
+from ledger.randomness import random_bytes
 from ledger.settings import Settings
 from ledger.store.database import make_engine, migrate
 from ledger.store.recorder import AppendTransaction, SqlRecorder
@@ -402,7 +402,7 @@ class Ledger:
 
     def _prepare(self, index: int, event: EventIn, producer: str) -> _Prepared:
         payload = canonical_bytes(event.payload)
-        salt = os.urandom(SALT_BYTES)
+        salt = random_bytes(SALT_BYTES)
         secret = self.subject_secret() if event.subjects else b""
         refs = {subject_ref(secret, identifier) for identifier in event.subjects}
         refs.update(event.subject_refs)
