@@ -252,8 +252,12 @@ class AppendTransaction:
                 [(log_id, level, idx, ((idx + 1) << level) - 1, digest) for level, idx, digest in nodes],
             ),
         ]
+        raw = self._connection.connection.driver_connection
+        on_postgres = isinstance(raw, psycopg.Connection)
         statements: list[tuple[str, list[tuple[Any, ...]]]] = []
-        if stream_next:
+        if stream_next and on_postgres:  # one statement for every stream, not one per stream
+            statements.append((UPSERT_STREAMS_POSTGRES_SQL, [(log_id, list(stream_next), list(stream_next.values()))]))
+        elif stream_next:
             rows = [(log_id, name, nxt) for name, nxt in stream_next.items()]
             statements.append((UPSERT_STREAM_SQL, rows))
         frontier = b"".join(new_head.frontier)
@@ -275,7 +279,6 @@ class AppendTransaction:
         if checkpoint is not None:
             row = (log_id, checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_at)
             statements.append((INSERT_CHECKPOINT_SQL, [row]))
-        raw = self._connection.connection.driver_connection
         if isinstance(raw, psycopg.Connection):
             _write_postgres(raw, bulk, statements, commit=commit)
         else:
@@ -319,6 +322,11 @@ SUBJECT_INSERT_COLUMNS = ("log_id", "subject", "seq")
 NODE_INSERT_COLUMNS = ("log_id", "level", "idx", "end_seq", "hash")
 UPSERT_STREAM_SQL = (
     "INSERT INTO streams (log_id, stream, next_seq) VALUES ({p}, {p}, {p}) "
+    "ON CONFLICT (log_id, stream) DO UPDATE SET next_seq = excluded.next_seq"
+)
+UPSERT_STREAMS_POSTGRES_SQL = (
+    "INSERT INTO streams (log_id, stream, next_seq) "
+    "SELECT {p}, stream, next_seq FROM unnest({p}::text[], {p}::bigint[]) AS advanced(stream, next_seq) "
     "ON CONFLICT (log_id, stream) DO UPDATE SET next_seq = excluded.next_seq"
 )
 UPDATE_HEAD_SQL = (

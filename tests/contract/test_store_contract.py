@@ -98,6 +98,20 @@ def test_stream_seq_counts_per_stream(ledger) -> None:
     assert more.entry.stream_seq == 3
 
 
+def test_a_batch_advances_known_and_new_streams_together(ledger) -> None:
+    """Stream heads are stored for every stream a batch touched, those seen before and those it starts."""
+    ledger.append_batch([check_event(0, stream="controls/a"), check_event(1, stream="controls/b")], producer="p")
+    names = ["controls/a", "controls/c", "controls/a", *(f"controls/n{k}" for k in range(50))]
+    results = ledger.append_batch([check_event(10 + k, stream=name) for k, name in enumerate(names)], producer="p")
+    assert [r.entry.stream_seq for r in results[:3]] == [1, 0, 2]
+    assert {r.entry.stream_seq for r in results[3:]} == {0}
+    after = [
+        ledger.append(check_event(100 + k, stream=name), producer="p")
+        for k, name in enumerate(["controls/a", "controls/b", "controls/c", "controls/n49"])
+    ]
+    assert [r.entry.stream_seq for r in after] == [3, 1, 1, 1]
+
+
 def test_queries_filter_by_stream_type_producer_subject_time_and_seq(ledger) -> None:
     ledger.append_batch([check_event(n, stream=f"controls/a/{n}") for n in range(3)], producer="scanner")
     ledger.append(check_event(50, stream="controls_b/x"), producer="other")
