@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
-from api.deps import Appender, Reader, State
+from api.deps import ApiKeyToken, LogParam, Reader, append_scope
 from api.errors import ApiProblem
 from api.metrics import record_append
 from api.views import append_public, decode_cursor, encode_cursor, entries_public
@@ -20,6 +21,7 @@ from schemas.envelope import EventIn, validate_event
 from schemas.timestamps import format_timestamp, parse_timestamp
 
 router = APIRouter(prefix="/v1", tags=["events"])
+APPEND_RESULT_JSON = TypeAdapter(AppendResultPublic)
 
 EVENT_BODY = {
     "requestBody": {
@@ -70,21 +72,26 @@ async def _json_body(request: Request) -> Any:
     openapi_extra=EVENT_BODY,
     responses={200: {"description": "already stored: the stored entry"}, 201: {"description": "appended"}},
 )
-async def append_event(request: Request, response: Response, scope: Appender, state: State) -> AppendResultPublic:
+async def append_event(request: Request, token: ApiKeyToken = None, log: LogParam = None) -> Response:
     """Append one event. The producer is the API key's name, never taken from the body."""
-    key, ledger = scope
+    state, key, ledger = await append_scope(request, token, log)
     event = _checked_event(key, await request.body(), ledger.settings.max_payload_bytes)
     result = (await state.appender(ledger).append([event], key.name))[0]
     record_append(request, ledger.origin, int(result.created), int(not result.created))
-    response.status_code = 201 if result.created else 200
-    response.headers["Location"] = f"/v1/entries/{result.entry.seq}"
-    return append_public(result)
+    return Response(
+        APPEND_RESULT_JSON.dump_json(append_public(result)),
+        status_code=201 if result.created else 200,
+        headers={"Location": f"/v1/entries/{result.entry.seq}"},
+        media_type="application/json",
+    )
 
 
 @router.post("/events:batch", status_code=201, response_model=BatchResultPublic, openapi_extra=BATCH_BODY)
-async def append_batch(request: Request, response: Response, scope: Appender, state: State) -> BatchResultPublic:
+async def append_batch(
+    request: Request, response: Response, token: ApiKeyToken = None, log: LogParam = None
+) -> BatchResultPublic:
     """Append many events in one transaction: all are stored or none (the problem names the bad index)."""
-    key, ledger = scope
+    state, key, ledger = await append_scope(request, token, log)
     body = await _json_body(request)
     if not isinstance(body, dict) or set(body) != {"events"} or not isinstance(body["events"], list):
         raise ValidationError('the body must be {"events": [...]}', field="events")

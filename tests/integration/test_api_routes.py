@@ -281,6 +281,37 @@ def test_a_log_outside_the_key_is_not_found_like_a_log_that_does_not_exist(api: 
     assert api.get("/v1/checkpoint", both, log=ORIGIN).text == api.get("/v1/checkpoint").text
 
 
+def test_appends_address_the_log_as_every_other_route_does(api: Api) -> None:
+    """The append routes resolve key, role and log in one call of their own: the same answers as elsewhere."""
+    Ledger.create(api.settings, OTHER).recorder.engine.dispose()
+    _, both = new_key(api.settings, Role.PUBLISHER, [ORIGIN, OTHER], ["controls/"])
+    _, reader = new_key(api.settings, Role.AUDITOR, [ORIGIN])
+    origin_before = api.get("/v1/checkpoint").text
+    batch = {"events": [check_result(7)]}
+    for path, body in (("/v1/events", check_result(6)), ("/v1/events:batch", batch)):
+        assert problem(api.call("POST", path, both, json=body), 400)["type"].endswith("/log-required")
+        assert (
+            problem(api.call("POST", path, json=body, params={"log": "missing.example/log"}, token=both), 404)["detail"]
+            == "no such log"
+        )
+        problem(api.call("POST", path, reader, json=body), 403)
+        problem(api.call("POST", path, None, json=body), 401)
+        problem(api.call("POST", path, both, json=body, params={"log": "x" * 256}), 422)
+        problem(api.call("POST", path, both, json=body, params={"log": OTHER, "lgo": OTHER}), 422)
+    event = check_result(6)
+    made = api.call("POST", "/v1/events", both, json=event, params={"log": OTHER})
+    assert made.status_code == 201, made.text
+    assert made.headers["location"] == "/v1/entries/0"
+    assert made.json()["created"] is True and made.json()["entry"]["seq"] == 0
+    again = api.call("POST", "/v1/events", both, json=event, params={"log": OTHER})
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert again.json()["entry"] == made.json()["entry"]
+    assert api.call("POST", "/v1/events:batch", both, json=batch, params={"log": OTHER}).status_code == 201
+    _, auditor = new_key(api.settings, Role.AUDITOR, [ORIGIN, OTHER])
+    assert api.get("/v1/checkpoint", auditor, log=OTHER).text.startswith(OTHER + "\n2\n")
+    assert api.get("/v1/checkpoint", auditor, log=ORIGIN).text == origin_before  # nothing went astray
+
+
 # --- audits ----------------------------------------------------------------------------------------------
 
 
