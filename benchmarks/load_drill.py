@@ -12,7 +12,8 @@ due, so a server that falls behind shows it in its percentiles instead of hiding
 - ``http.load_drill.2x``: twice that rate: the server is past its knee; it must shed what it cannot take with
   429/503 answers (its appends queue holds ``api_max_queued_appends``) rather than let requests time out.
 
-The server runs as deployed, over a fresh PostgreSQL database, with the per-key rate limit raised out of the
+``http.load_drill_2_workers`` repeats both rates against ``ledger serve --workers 2`` (two processes, the way
+to use two cores on PostgreSQL). Each server runs as deployed, over a fresh PostgreSQL database, with the per-key rate limit raised out of the
 way (one key sends everything here); the log is audited afterwards.
 """
 
@@ -28,10 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ORIGIN, Context, Target, ledger_settings, new_ledger, percentile_ms
-from benchmarks.http_append import HOST, KEY_CREATED_AT, _ledger_command, _ledger_environment, _server
+from benchmarks.http_append import (
+    HOST,
+    KEY_CREATED_AT,
+    SERVE_WORKERS,
+    _ledger_command,
+    _ledger_environment,
+    _server,
+)
 from benchmarks.http_load import _CONTENT_LENGTH, RequestMaker
 
 NAME = "http.load_drill"
+WORKERS_NAME = "http.load_drill_2_workers"
 POOL = 1500  # more than the server queues (api_max_queued_appends), so that it, not the pool, must shed
 TIMEOUT = 10.0
 P95_TARGET = Target(200, "ms", higher_is_better=False)
@@ -160,6 +169,15 @@ class OpenLoop:
 
 
 def run(ctx: Context) -> None:
+    """The drill against one server process, then against ``--workers 2`` (each over a fresh database)."""
+    for name, extra in ((NAME, []), (WORKERS_NAME, ["--workers", str(SERVE_WORKERS)])):
+        _drill(ctx, name, extra)
+        ctx.results.compare(f"{name}.1x.p95_ms", None, P95_TARGET)
+        ctx.results.compare(f"{name}.1x.errors", None, Target(0, "requests", higher_is_better=False))
+        ctx.results.compare(f"{name}.2x.errors", None, Target(0, "requests", higher_is_better=False))
+
+
+def _drill(ctx: Context, name: str, extra_args: list[str]) -> None:
     from ledger.access import Role
     from ledger.service import Ledger
     from ledger.store.api_keys import ApiKeyStore
@@ -173,14 +191,14 @@ def run(ctx: Context) -> None:
                 Role.PUBLISHER, [ORIGIN], ["controls"], "bench", KEY_CREATED_AT
             )
         env = _ledger_environment(database.superuser_url, data_dir)
-        with _server(NAME, _ledger_command(), env, Path(tmp)) as server:
+        with _server(name, [*_ledger_command(), *extra_args], env, Path(tmp)) as server:
             for label, factor in (("1x", 1), ("2x", 2)):
                 rate = scale.load_rate * factor
                 tally, elapsed = asyncio.run(_turn(server.port, token, rate, scale.load_seconds))
                 ok = sum(n for status, n in tally.statuses.items() if 200 <= status < 300)
                 shed = sum(n for status, n in tally.statuses.items() if status in (429, 503))
                 other = sum(tally.statuses.values()) - ok - shed
-                figure = f"{NAME}.{label}"
+                figure = f"{name}.{label}"
                 results.add(
                     f"{figure}.ok_rps",
                     ok / elapsed,
@@ -205,9 +223,6 @@ def run(ctx: Context) -> None:
                 raise RuntimeError(f"the log does not audit clean after the load drill: {report.findings[:3]}")
         finally:
             opened.recorder.engine.dispose()
-    results.compare(f"{NAME}.1x.p95_ms", None, P95_TARGET)
-    results.compare(f"{NAME}.1x.errors", None, Target(0, "requests", higher_is_better=False))
-    results.compare(f"{NAME}.2x.errors", None, Target(0, "requests", higher_is_better=False))
 
 
 async def _turn(port: int, token: str, rate: float, seconds: float) -> tuple[Tally, float]:
