@@ -13,8 +13,8 @@ due, so a server that falls behind shows it in its percentiles instead of hiding
   429/503 answers (its appends queue holds ``api_max_queued_appends``) rather than let requests time out.
 
 ``http.load_drill_2_workers`` repeats both rates against ``ledger serve --workers 2`` (two processes, the way
-to use two cores on PostgreSQL). Each server runs as deployed, over a fresh PostgreSQL database, with the per-key rate limit raised out of the
-way (one key sends everything here); the log is audited afterwards.
+to use two cores on PostgreSQL). Each server runs as deployed, over a fresh PostgreSQL database, with the
+per-key rate limit raised out of the way (one key sends everything here); the log is audited afterwards.
 """
 
 from __future__ import annotations
