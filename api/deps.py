@@ -55,13 +55,29 @@ async def current_key(request: Request, state: State, token: Annotated[str | Non
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
 
 
+PERMISSION_ACTIONS: dict[Permission, str] = {
+    Permission.APPEND: "append events",
+    Permission.READ: "read entries",
+    Permission.READ_PAYLOAD: "read payloads",
+    Permission.PROOFS: "read checkpoints or proofs",
+    Permission.AUDIT: "run or read audits",
+    Permission.METRICS: "read metrics",
+    Permission.MANAGE_KEYS: "manage API keys",
+}
+"""What each permission lets a key do, for the ``detail`` of a 403 (every permission has an entry)."""
+
+
+def _a_key_of(role: Role) -> str:
+    return f"{'an' if role.value[0] in 'aeiou' else 'a'} {role.value} key"
+
+
 def requires(permission: Permission) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     async def check(key: CurrentKey) -> ApiKey:
         if not key.may(permission):
             raise ApiProblem(
                 403,
                 "Forbidden",
-                f"a {key.role.value} key may not {permission.value.replace('_', ' ')}",
+                f"{_a_key_of(key.role)} may not {PERMISSION_ACTIONS[permission]}",
                 kind="forbidden",
             )
         return key
@@ -74,7 +90,7 @@ def requires_role(action: str, roles: frozenset[Role]) -> Callable[[ApiKey], Awa
 
     async def check(key: CurrentKey) -> ApiKey:
         if key.role not in roles or key.revoked_at is not None:
-            raise ApiProblem(403, "Forbidden", f"a {key.role.value} key may not {action}", kind="forbidden")
+            raise ApiProblem(403, "Forbidden", f"{_a_key_of(key.role)} may not {action}", kind="forbidden")
         return key
 
     return check

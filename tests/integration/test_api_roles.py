@@ -19,7 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from ledger.access import Role
+from api.deps import PERMISSION_ACTIONS
+from ledger.access import Permission, Role
 from ledger.notes import Cosigner, parse_note
 from ledger.service import Ledger
 from ledger.settings import Settings
@@ -238,6 +239,8 @@ def test_exactly_the_allowed_calls_succeed(world: World, caller: str | None) -> 
             assert response.status_code == success, where
         else:
             assert response.status_code in (403, 404), where
+            if response.status_code == 403:
+                assert "_" not in response.json()["detail"], where  # words, not an enum value
         if response.status_code >= 400:
             assert response.headers["content-type"].startswith("application/problem+json"), where
 
@@ -279,3 +282,13 @@ def test_the_producer_comes_from_the_key_never_from_the_body(world: World) -> No
     assert made.status_code == 201, made.text
     assert made.json()["entry"]["producer"] == "publisher-a"
     assert '"producer":"publisher-a"' in made.json()["entry"]["body"]
+
+
+def test_every_permission_has_words_for_its_refusal(world: World) -> None:
+    assert set(PERMISSION_ACTIONS) == set(Permission)
+    response = world.client.get(_with_log("/v1/checkpoint"), headers={"X-API-Key": world.tokens["publisher"]})
+    assert response.status_code == 403
+    assert response.json()["detail"] == "a publisher key may not read checkpoints or proofs"
+    response = world.client.get("/v1/api-keys", headers={"X-API-Key": world.tokens["auditor"]})
+    assert response.status_code == 403
+    assert response.json()["detail"] == "an auditor key may not manage API keys"
