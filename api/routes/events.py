@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import TypeAdapter
 
 from api.deps import ApiKeyToken, LogParam, Reader, append_scope
 from api.errors import ApiProblem
@@ -21,7 +20,6 @@ from schemas.envelope import EventIn, validate_event
 from schemas.timestamps import format_timestamp, parse_timestamp
 
 router = APIRouter(prefix="/v1", tags=["events"])
-APPEND_RESULT_JSON = TypeAdapter(AppendResultPublic)
 
 EVENT_BODY = {
     "requestBody": {
@@ -79,7 +77,7 @@ async def append_event(request: Request, token: ApiKeyToken = None, log: LogPara
     result = (await state.appender(ledger).append([event], key.name))[0]
     record_append(request, ledger.origin, int(result.created), int(not result.created))
     return Response(
-        APPEND_RESULT_JSON.dump_json(append_public(result)),
+        append_public(result).model_dump_json(),
         status_code=201 if result.created else 200,
         headers={"Location": f"/v1/entries/{result.entry.seq}"},
         media_type="application/json",
